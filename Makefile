@@ -1,0 +1,61 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both do all set-up on a fresh Debian 12 machine run as root: apt packages,
+# the virtualenv, the Cython build and the busybox bundle's rootfs.
+
+PYTHON ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+OCIPY   := $(VENV)/bin/ocipy
+STAMP   := .make
+
+# Debian packages: the build (compiler, headers, libseccomp), the example
+# rootfs (busybox-static), the upstream runtime-spec schema the schema test
+# cross-checks against, and iproute2 for network-namespace tests.
+APT_PACKAGES := gcc make pkg-config python3 python3-venv python3-dev libseccomp-dev \
+                busybox-static golang-github-opencontainers-specs-dev iproute2 procps
+PIP_PACKAGES := "cython>=3.0" "setuptools>=64" wheel "jsonschema>=4" "attrs>=22" \
+                "pytest>=7" "hypothesis>=6"
+
+NATIVE_SOURCES := $(wildcard src/ocipy/_native/*.pyx src/ocipy/_native/*.pxd \
+                             src/ocipy/_native/*.c src/ocipy/_native/*.h)
+
+.PHONY: demo test setup bundles bench clean
+
+demo: setup
+	@id=ocipy-demo-$$$$; $(OCIPY) run --bundle bundles/busybox $$id
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests spec-tests
+
+bench: setup
+	$(PY) bench/bench.py
+
+setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/build bundles
+
+$(STAMP)/apt:
+	@mkdir -p $(STAMP)
+	@missing=""; for p in $(APT_PACKAGES); do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "apt-get install$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(STAMP)/venv: $(STAMP)/apt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PIP_PACKAGES)
+	@touch $@
+
+$(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) setup.py pyproject.toml
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	@touch $@
+
+bundles: $(STAMP)/apt
+	@sh bundles/make-rootfs.sh bundles/busybox/rootfs
+
+clean:
+	rm -rf $(STAMP) $(VENV) build src/*.egg-info bundles/*/rootfs
+	find src -name '*.so' -delete
+	rm -f src/ocipy/_native/spawn.c

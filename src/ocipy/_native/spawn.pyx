@@ -1,0 +1,322 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Copy a container plan into C memory and clone the child that executes it.
+
+The plan is the plain dict built by ocipy.process (see its docstring for the
+keys).  Every string the child will read is a bytes object kept alive in
+``keep`` until after the clone; the child gets its own copy of the address
+space, so it reads them without touching a Python object.
+"""
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
+from libc.stdint cimport uint64_t
+from posix.types cimport gid_t
+from posix.unistd cimport close
+from cpython.bytes cimport PyBytes_AS_STRING
+
+from ocipy._native.child cimport (
+    oci_plan, oci_mount, oci_device, oci_msg, oci_spawn, OCI_MAX_JOINS, OCI_MAX_RLIMITS, OCI_DETAIL_LEN,
+)
+
+cdef extern from "<sys/socket.h>" nogil:
+    int socketpair(int domain, int type, int protocol, int sv[2])
+    int setsockopt(int sockfd, int level, int optname, const void *optval, unsigned int optlen)
+    enum:
+        AF_UNIX
+        SOCK_SEQPACKET
+        SOCK_CLOEXEC
+        SOL_SOCKET
+        SO_PASSCRED
+
+cdef extern from "<fcntl.h>" nogil:
+    int fcntl(int fd, int cmd, ...)
+    enum:
+        F_DUPFD_CLOEXEC
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+
+
+cdef class _Arena:
+    """Owns the C arrays of one plan; the bytes they point into live in keep."""
+    cdef list keep
+    cdef list blocks
+
+    def __cinit__(self):
+        self.keep = []
+        self.blocks = []
+
+    cdef const char *s(self, object value) except? NULL:
+        if value is None:
+            return NULL
+        cdef bytes b = value if isinstance(value, bytes) else (<str>value).encode()
+        self.keep.append(b)
+        return PyBytes_AS_STRING(b)
+
+    cdef void *alloc(self, size_t n, size_t size) except NULL:
+        cdef void *mem = calloc(n + 1, size)
+        if mem == NULL:
+            raise MemoryError()
+        self.blocks.append(<size_t>mem)
+        return mem
+
+    cdef const char **strings(self, list values) except NULL:
+        cdef const char **arr = <const char **>self.alloc(len(values), sizeof(char *))
+        cdef Py_ssize_t i
+        for i in range(len(values)):
+            arr[i] = self.s(values[i])
+        return arr
+
+    def __dealloc__(self):
+        for mem in self.blocks:
+            free(<void *><size_t>mem)
+
+
+cdef int _high_fd(int fd, int floor) except -1:
+    """Move an internal fd above the range of fds preserved for the container."""
+    if fd >= floor:
+        return fd
+    cdef int moved = fcntl(fd, F_DUPFD_CLOEXEC, floor)
+    if moved < 0:
+        raise OSError(errno, "fcntl(F_DUPFD_CLOEXEC)")
+    close(fd)
+    return moved
+
+
+def spawn(dict plan):
+    """Clone the container's first process; return (pid, parent's sync socket fd).
+
+    Raises OSError when clone itself fails; every later failure of the child
+    arrives as a message on the sync socket.
+    """
+    cdef _Arena arena = _Arena()
+    cdef oci_plan *p = <oci_plan *>arena.alloc(1, sizeof(oci_plan))
+    cdef int floor = 3 + <int>plan.get("preserve_fds", 0)
+    cdef int sv[2]
+    cdef Py_ssize_t i
+    cdef int one = 1
+    cdef oci_mount *m
+    cdef oci_device *d
+    cdef gid_t *groups
+
+    p.clone_flags = plan.get("clone_flags", 0)
+    p.unshare_flags = plan.get("unshare_flags", 0)
+    joins = plan.get("joins", ())
+    if len(joins) > OCI_MAX_JOINS:
+        raise ValueError("too many namespaces to join")
+    for i, (fd, nstype, index) in enumerate(joins):
+        p.joins[i].fd = _high_fd(fd, floor)
+        p.joins[i].nstype = nstype
+        p.joins[i].index = index
+    p.n_joins = len(joins)
+    p.new_userns = plan.get("new_userns", False)
+    p.new_cgroupns = plan.get("new_cgroupns", False)
+    p.fork_after_ns = plan.get("fork_after_ns", False)
+    p.timens_offsets = arena.s(plan.get("timens_offsets"))
+    p.keyring = arena.s(plan.get("keyring"))
+    fifo_fd = plan.get("fifo_fd", -1)
+    p.fifo_fd = _high_fd(fifo_fd, floor) if fifo_fd >= 0 else -1
+    console_fd = plan.get("console_fd", -1)
+    p.console_fd = _high_fd(console_fd, floor) if console_fd >= 0 else -1
+
+    p.setup_rootfs = plan.get("setup_rootfs", False)
+    p.rootfs = arena.s(plan.get("rootfs"))
+    p.rootfs_propagation = plan.get("rootfs_propagation", 0)
+    p.initial_propagation = plan.get("initial_propagation", 0)
+    p.root_readonly = plan.get("root_readonly", False)
+    p.no_pivot = plan.get("no_pivot", False)
+
+    mounts = plan.get("mounts", [])
+    p.mounts = <oci_mount *>arena.alloc(len(mounts), sizeof(oci_mount))
+    p.n_mounts = len(mounts)
+    for i, mnt in enumerate(mounts):
+        m = &p.mounts[i]
+        m.source = arena.s(mnt.get("source"))
+        m.dest = arena.s(mnt["dest"])
+        m.fstype = arena.s(mnt.get("fstype"))
+        m.data = arena.s(mnt.get("data") or None)
+        m.flags = mnt.get("flags", 0)
+        m.remount_flags = mnt.get("remount_flags", 0)
+        prop = mnt.get("propagation", ())
+        for j in range(min(len(prop), 4)):
+            m.propagation[j] = prop[j]
+        m.n_propagation = min(len(prop), 4)
+        m.is_bind = mnt.get("is_bind", False)
+        m.dest_is_file = mnt.get("dest_is_file", False)
+        m.no_symlink = mnt.get("no_symlink", False)
+        m.index = mnt.get("index", -1)
+
+    p.make_devices = plan.get("make_devices", False)
+    p.bind_devices = plan.get("bind_devices", False)
+    devices = plan.get("devices", [])
+    p.devices = <oci_device *>arena.alloc(len(devices), sizeof(oci_device))
+    p.n_devices = len(devices)
+    for i, dev in enumerate(devices):
+        d = &p.devices[i]
+        d.path = arena.s(dev["path"])
+        d.mode = dev["mode"]
+        d.major = dev["major"]
+        d.minor = dev["minor"]
+        d.uid = dev.get("uid", 0)
+        d.gid = dev.get("gid", 0)
+        d.index = dev.get("index", -1)
+
+    masked = plan.get("masked", [])
+    p.masked = arena.strings(masked)
+    p.n_masked = len(masked)
+    readonly = plan.get("readonly", [])
+    p.readonly_paths = arena.strings(readonly)
+    p.n_readonly = len(readonly)
+    p.hostname = arena.s(plan.get("hostname"))
+    p.domainname = arena.s(plan.get("domainname"))
+    sysctl = plan.get("sysctl", [])
+    p.sysctl_paths = arena.strings([k for k, _ in sysctl])
+    p.sysctl_values = arena.strings([v for _, v in sysctl])
+    p.n_sysctl = len(sysctl)
+
+    proc = plan.get("process")
+    if proc is not None:
+        p.has_process = 1
+        p.argv = <char *const *>arena.strings(list(proc["args"]))
+        p.envp = <char *const *>arena.strings(list(proc["env"]))
+        p.path_env = arena.s(proc.get("path_env"))
+        p.cwd = arena.s(proc.get("cwd"))
+        rlimits = proc.get("rlimits", [])
+        if len(rlimits) > OCI_MAX_RLIMITS:
+            raise ValueError("too many rlimits")
+        for i, (res, soft, hard) in enumerate(rlimits):
+            p.rlimit_resource[i] = res
+            p.rlimits[i].rlim_cur = soft
+            p.rlimits[i].rlim_max = hard
+        p.n_rlimits = len(rlimits)
+        oom = proc.get("oom_score_adj")
+        if oom is not None:
+            p.has_oom_score_adj = 1
+            p.oom_score_adj = oom
+        p.umask = proc.get("umask", 0o022)
+        p.uid = proc.get("uid", 0)
+        p.gid = proc.get("gid", 0)
+        gids = proc.get("groups", [])
+        groups = <gid_t *>arena.alloc(len(gids), sizeof(gid_t))
+        for i, g in enumerate(gids):
+            groups[i] = g
+        p.groups = groups
+        p.n_groups = len(gids)
+        p.set_groups = proc.get("set_groups", True)
+        caps = proc.get("caps")
+        if caps is not None:
+            p.has_caps = 1
+            p.cap_bounding = caps["bounding"]
+            p.cap_effective = caps["effective"]
+            p.cap_inheritable = caps["inheritable"]
+            p.cap_permitted = caps["permitted"]
+            p.cap_ambient = caps["ambient"]
+        p.last_cap = proc.get("last_cap", 40)
+        p.no_new_privs = proc.get("no_new_privs", False)
+        p.apparmor_profile = arena.s(proc.get("apparmor"))
+        p.selinux_label = arena.s(proc.get("selinux"))
+        p.preserve_fds = plan.get("preserve_fds", 0)
+
+    if socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0:
+        raise OSError(errno, "socketpair")
+    # the kernel stamps every message with its sender's pid, translated into
+    # our pid namespace: that is how we learn the init's host pid
+    setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one))
+    try:
+        p.sync_fd = _high_fd(sv[1], floor)
+    except BaseException:
+        close(sv[0])
+        close(sv[1])
+        raise
+
+    cdef int pid
+    with nogil:
+        pid = oci_spawn(p)
+    close(p.sync_fd)
+    # spawn owns the fds it was handed: the child has its copies now
+    for i in range(p.n_joins):
+        close(p.joins[i].fd)
+    if p.fifo_fd >= 0:
+        close(p.fifo_fd)
+    if p.console_fd >= 0:
+        close(p.console_fd)
+    if pid < 0:
+        close(sv[0])
+        raise OSError(-pid, "clone")
+    return pid, sv[0]
+
+
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #include <sys/uio.h>
+    #include <errno.h>
+    #include <string.h>
+    #include "child.h"
+
+    /* One message from the child and the pid the kernel stamped on it
+     * (SO_PASSCRED), translated into our pid namespace.  0: EOF. */
+    static int ocipy_recv_msg(int fd, struct oci_msg *msg, int *pid)
+    {
+        union {
+            char buf[CMSG_SPACE(sizeof(struct ucred))];
+            struct cmsghdr align;
+        } control;
+        struct iovec iov = { msg, sizeof *msg };
+        struct msghdr mh;
+        memset(&mh, 0, sizeof mh);
+        memset(msg, 0, sizeof *msg);
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof control.buf;
+        ssize_t n;
+        do {
+            n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return -errno;
+        *pid = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+                struct ucred cred;
+                memcpy(&cred, CMSG_DATA(c), sizeof cred);
+                *pid = cred.pid;
+            }
+        msg->detail[sizeof msg->detail - 1] = '\\0';
+        return (int)n;
+    }
+    """
+    int ocipy_recv_msg(int fd, oci_msg *msg, int *pid) nogil
+
+
+
+def recv_msg(int fd):
+    """Receive one message from the child.
+
+    Returns (type, step, errno, index, detail, sender_pid), or None at EOF
+    (the child exited, or execve closed its end).
+    """
+    cdef oci_msg msg
+    cdef int pid = 0
+    cdef int n
+    with nogil:
+        n = ocipy_recv_msg(fd, &msg, &pid)
+    if n < 0:
+        raise OSError(-n, "recvmsg")
+    if n == 0:
+        return None
+    return (msg.type, msg.step, msg.err, msg.index,
+            msg.detail.decode("utf-8", "replace"), pid)
+
+
+def decode_msg(bytes data):
+    """Decode an error record the child wrote to the exec fifo."""
+    cdef oci_msg msg
+    if len(data) < sizeof(oci_msg):
+        return None
+    memcpy(&msg, PyBytes_AS_STRING(data), sizeof(oci_msg))
+    msg.detail[OCI_DETAIL_LEN - 1] = 0
+    return (msg.type, msg.step, msg.err, msg.index, msg.detail.decode("utf-8", "replace"), 0)
+
+
+MSG_SIZE = sizeof(oci_msg)

@@ -1,0 +1,348 @@
+"""The container lifecycle: create, start, state, kill, delete, run, list.
+
+This is the library the CLI calls; each function does one operation of the
+runtime-spec (runtime.md "Operations") the way runc does it.  Modules that
+only some operations need are imported inside the function that needs them,
+so `ocipy state` or `ocipy kill` pay for json and the state module only.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from ocipy import state as st
+from ocipy.errors import ContainerNotRunning, OcipyError
+
+# How long `start` waits for an init that never opens its fifo, and `delete
+# --force` for a killed init to go away, before reporting a failure.
+_POLL_MS = 100
+_KILL_WAIT_S = 10.0
+
+
+def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
+           console_socket: str | None = None, no_pivot: bool = False,
+           no_new_keyring: bool = False, preserve_fds: int = 0) -> int:
+    """Create the container and leave its init waiting for `start`; return the init's pid."""
+    from datetime import datetime, timezone
+
+    from ocipy import OCI_VERSION
+    from ocipy.config import load_config
+    from ocipy.launch import launch
+    from ocipy.plan import Host, plan_container
+
+    st.check_id(container_id)
+    bundle = os.path.abspath(bundle)
+    config = load_config(bundle)
+    plan = plan_container(config, bundle, container_id=container_id, host=Host(),
+                          no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                          preserve_fds=preserve_fds)
+    process = plan["process"]
+    if process is not None and process["terminal"] and not console_socket:
+        # runc's rule: a detached container has nowhere to put its terminal
+        raise OcipyError("create a terminal",
+                         "process.terminal is true but no --console-socket was given")
+    if console_socket:
+        raise OcipyError("create a terminal", "--console-socket is not supported yet")
+
+    path = st.make_dir(root, container_id)
+    init = 0
+    try:
+        record = {
+            "ociVersion": config.get("ociVersion", OCI_VERSION),
+            "id": container_id,
+            "status": "creating",
+            "pid": 0,
+            "bundle": bundle,
+            "rootfs": plan["rootfs"],
+            "annotations": config.get("annotations") or {},
+            "ocipy": {
+                "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                "owner": "",
+                "init_start": 0,
+            },
+        }
+        st.save(path, record)
+        fifo = os.path.join(path, st.FIFO_FILE)
+        os.mkfifo(fifo, 0o622)
+        plan["fifo_fd"] = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        init = launch(plan, config)
+        info = st.proc_start_time(init)
+        record["status"] = "created"
+        record["pid"] = init
+        record["ocipy"]["init_start"] = info[0] if info else 0
+        st.save(path, record)
+        if pid_file:
+            write_pid_file(pid_file, init)
+    except BaseException:
+        if init:
+            _kill_and_wait(init)
+        _remove_dir(path)
+        raise
+    return init
+
+
+def write_pid_file(pid_file: str, pid: int) -> None:
+    """Digits only, no newline: containerd parses it with a plain Atoi."""
+    path = os.path.abspath(pid_file)
+    tmp = f"{path}.ocipy-tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as e:
+        raise OcipyError.from_os(f'write the pid file "{pid_file}"', e) from None
+
+
+def start(root: str, container_id: str) -> None:
+    """Release the init waiting on its exec fifo; return once it has exec'd."""
+    import select
+
+    path, record = st.load(root, container_id)
+    status = st.status(path, record)
+    if status != "created":
+        raise OcipyError(f'start container "{container_id}"',
+                         f"the container is {status}, not created")
+    fifo = os.path.join(path, st.FIFO_FILE)
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OcipyError(f'start container "{container_id}"',
+                         "it was started already") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        received = b""
+        released = False
+        while True:
+            if not poller.poll(_POLL_MS):
+                if not st.init_alive(record):
+                    raise OcipyError(f'start container "{container_id}"',
+                                     "its init process exited before it was started")
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break  # EOF: the init exec'd (the fifo is close-on-exec) or died
+            received += chunk
+            if not released:
+                released = True
+                # from now on `state` says running: the fifo is the marker
+                os.unlink(fifo)
+    finally:
+        os.close(fd)
+    if not released:
+        raise OcipyError(f'start container "{container_id}"',
+                         "its init process exited before it was started")
+    if len(received) > 1:
+        raise _exec_error(record, received[1:])
+
+
+def _exec_error(record: dict, data: bytes) -> OcipyError:
+    from ocipy._native.spawn import decode_msg
+    from ocipy.launch import child_error
+
+    msg = decode_msg(data)
+    if msg is None:
+        return OcipyError("start the container process", "it reported a malformed error")
+    _, step, err, index, detail, _ = msg
+    return child_error({"rootfs": record.get("rootfs")}, _config_of(record), step, err,
+                       index, detail)
+
+
+def _config_of(record: dict) -> dict:
+    """The config, for wording an error; an empty one if it cannot be read."""
+    import json
+
+    try:
+        with open(os.path.join(record["bundle"], "config.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def state(root: str, container_id: str) -> dict:
+    path, record = st.load(root, container_id)
+    return st.public(record, st.status(path, record))
+
+
+def kill(root: str, container_id: str, sig: int, *, all_processes: bool = False) -> None:
+    path, record = st.load(root, container_id)
+    if st.status(path, record) not in ("created", "running", "paused"):
+        raise ContainerNotRunning()
+    if all_processes:
+        for pid in container_pids(record):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return
+    _signal_init(record, sig)
+
+
+def _signal_init(record: dict, sig: int) -> None:
+    """Signal the init through a pidfd, checked against its start time: a pid
+    recycled since `create` can never receive the signal."""
+    try:
+        pidfd = os.pidfd_open(record["pid"])
+    except ProcessLookupError:
+        raise ContainerNotRunning() from None
+    try:
+        if not st.init_alive(record):
+            raise ContainerNotRunning()
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        raise ContainerNotRunning() from None
+    finally:
+        os.close(pidfd)
+
+
+def container_pids(record: dict) -> list[int]:
+    """Every process in the container's pid namespace (the init's), init first."""
+    init = record["pid"]
+    try:
+        ns = os.stat(f"/proc/{init}/ns/pid")
+    except OSError:
+        return []
+    pids = [init]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == init:
+            continue
+        try:
+            other = os.stat(f"/proc/{entry}/ns/pid")
+        except OSError:
+            continue
+        if (other.st_ino, other.st_dev) == (ns.st_ino, ns.st_dev):
+            pids.append(int(entry))
+    return pids
+
+
+def delete(root: str, container_id: str, *, force: bool = False) -> None:
+    path, record = st.load(root, container_id)
+    status = st.status(path, record)
+    if status != "stopped":
+        if not force:
+            # runtime-spec runtime.md "Delete": deleting a container that is
+            # not stopped MUST fail and MUST leave it alone (runc deletes a
+            # created one anyway; we follow the spec).
+            raise OcipyError(f'delete container "{container_id}"',
+                             f"it is {status}, not stopped (use --force to kill it)")
+        if status == "creating":
+            raise OcipyError(f'delete container "{container_id}"',
+                             "it is still being created")
+        for pid in container_pids(record):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _wait_stopped(record)
+    _remove_dir(path)
+
+
+def _wait_stopped(record: dict) -> None:
+    import time
+
+    deadline = time.monotonic() + _KILL_WAIT_S
+    while st.init_alive(record):
+        if time.monotonic() > deadline:
+            raise OcipyError(f'delete container "{record["id"]}"',
+                             "its init did not exit after SIGKILL")
+        time.sleep(0.005)
+
+
+def _kill_and_wait(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _remove_dir(path: str) -> None:
+    for name in os.listdir(path) if os.path.isdir(path) else ():
+        os.unlink(os.path.join(path, name))
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
+def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
+        keep: bool = False, **create_options) -> int:
+    """create + start; in the foreground, wait and return the exit status."""
+    init = create(root, container_id, bundle, **create_options)
+    if detach:
+        try:
+            start(root, container_id)
+        except BaseException:
+            _cleanup_after_failed_run(root, container_id, init)
+            raise
+        return 0
+
+    forwarded = _forward_signals(init)
+    try:
+        try:
+            start(root, container_id)
+        except BaseException:
+            _cleanup_after_failed_run(root, container_id, init)
+            raise
+        while True:
+            try:
+                _, status = os.waitpid(init, 0)
+                break
+            except ChildProcessError:
+                status = 0
+                break
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code  # killed by a signal: 128+N, as runc
+    finally:
+        for sig, handler in forwarded.items():
+            signal.signal(sig, handler)
+    if not keep:
+        delete(root, container_id, force=True)
+    return code
+
+
+def _cleanup_after_failed_run(root: str, container_id: str, init: int) -> None:
+    _kill_and_wait(init)
+    try:
+        delete(root, container_id, force=True)
+    except OcipyError:
+        pass
+
+
+def _forward_signals(pid: int) -> dict:
+    """While `run` waits, every signal it receives goes to the container's init."""
+    def forward(sig, _frame):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    previous = {}
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGWINCH):
+            continue
+        if sig >= signal.SIGRTMIN:
+            continue
+        try:
+            previous[sig] = signal.signal(sig, forward)
+        except (OSError, ValueError):
+            pass
+    return previous
+
+
+def list_containers(root: str) -> list[dict]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        try:
+            path, record = st.load(root, name)
+        except (OcipyError, ValueError, OSError):
+            continue
+        found.append(st.public(record, st.status(path, record)))
+    return found

@@ -1,0 +1,195 @@
+"""The parent's side of starting a container process.
+
+``launch(plan)`` hands the plan to the native child and answers its
+requests over the sync socket until it reports ready (create) or exits
+(an error).  It writes the uid/gid maps for a new user namespace, and words
+any error the child reports as one OcipyError naming the step, the object
+from the config and the cause.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from ocipy.errors import ConfigError, OcipyError
+
+MSG_USERNS, MSG_READY, MSG_ERROR = 1, 2, 3
+
+# index = enum oci_step in child.h
+STEP_NAMES = (
+    "setup", "sync", "setns", "unshare", "userns", "timens", "fork", "propagation",
+    "rootfs", "mkdir", "mount", "device", "pivot", "mask", "readonly", "hostname",
+    "domainname", "sysctl", "cwd", "lookup", "fifo", "rlimit", "oom", "user", "caps",
+    "nnp", "lsm", "keyring", "exec", "console",
+)
+
+_NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace fd: its CLONE_NEW* type
+
+
+def open_namespaces(joins: list[tuple[str, int, int]], kinds: dict[int, str]) -> list:
+    """Open each namespace path and check it is of the type the config says."""
+    import fcntl
+
+    opened = []
+    try:
+        for path, nstype, index in joins:
+            where = f"linux.namespaces[{index}].path"
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise ConfigError(where, f"{path}: {os.strerror(e.errno or 0).lower()}") from None
+            opened.append((fd, nstype, index))
+            try:
+                actual = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+            except OSError:
+                raise ConfigError(where, f"{path} is not a namespace") from None
+            if actual != nstype:
+                raise ConfigError(where, f"{path} is a {kinds.get(actual, 'different')} "
+                                         f"namespace, not a {kinds[nstype]} namespace")
+    except BaseException:
+        for fd, _, _ in opened:
+            os.close(fd)
+        raise
+    return opened
+
+
+def write_id_maps(pid: int, plan: dict) -> None:
+    for name, key in (("uid_map", "uid_mappings"), ("gid_map", "gid_mappings")):
+        text = "".join(f"{c} {h} {n}\n" for c, h, n in plan[key])
+        try:
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OcipyError.from_os(f"write {name} of the user namespace ({text.strip()!r})",
+                                     e) from None
+
+
+def launch(plan: dict, config: dict) -> int:
+    """Clone the container's process and drive it until it is ready; return its pid.
+
+    On any failure every process started here is killed and reaped before
+    the error propagates: nothing is left running.
+    """
+    from ocipy._native import spawn as native
+    from ocipy.plan import NAMESPACE_FLAGS
+
+    kinds = {flag: name for name, flag in NAMESPACE_FLAGS.items()}
+    native_plan = dict(plan, joins=open_namespaces(plan.get("joins", []), kinds))
+    pid, sock = native.spawn(native_plan)
+    children = {pid}
+    try:
+        os.write(sock, b"G")  # cgroups are in place
+        while True:
+            msg = native.recv_msg(sock)
+            if msg is None:
+                raise OcipyError("start the container process",
+                                 f"it exited before it was ready ({_reap_status(pid)})")
+            kind, step, err, index, detail, sender = msg
+            if sender > 0:
+                children.add(sender)
+            if kind == MSG_USERNS:
+                write_id_maps(sender, plan)
+                os.write(sock, b"G")
+            elif kind == MSG_READY:
+                init = sender
+                break
+            else:
+                raise child_error(plan, config, step, err, index, detail)
+        if init != pid:
+            os.waitpid(pid, 0)  # the intermediate process exits once it forked the init
+        return init
+    except BaseException:
+        for child in children:
+            _kill_and_reap(child)
+        raise
+    finally:
+        os.close(sock)
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _reap_status(pid: int) -> str:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "exit status unknown"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def child_error(plan: dict, config: dict, step: int, err: int, index: int,
+                detail: str) -> OcipyError:
+    """Word a failure the child reported: ``<step> "<object>" (<config path>): <cause>``."""
+    name = STEP_NAMES[step] if 0 <= step < len(STEP_NAMES) else f"step {step}"
+    why = os.strerror(err).lower() if err else detail
+    if name == "lookup":
+        program = detail
+        if err:
+            return OcipyError(f'exec: "{program}"', f"stat {program}: {why}", errno=err)
+        return OcipyError(f'exec: "{program}"', "executable file not found in $PATH")
+    if name == "setup":
+        return OcipyError(detail, why if err else None, errno=err or None)
+    what = _describe(name, plan, config, index, detail)
+    return OcipyError(what, why, errno=err or None)
+
+
+def _describe(name: str, plan: dict, config: dict, index: int, detail: str) -> str:
+    linux = config.get("linux") or {}
+    if name in ("mount", "mkdir", "propagation") and index >= 0:
+        m = (config.get("mounts") or [])[index]
+        verb = {"mount": "mount", "mkdir": "create mount point for",
+                "propagation": "set propagation of"}[name]
+        return (f'{verb} "{m.get("source", m.get("type", ""))}" on "{m.get("destination")}" '
+                f"(mounts[{index}])")
+    if name == "setns":
+        ns = (linux.get("namespaces") or [])[index]
+        return f'join {ns.get("type")} namespace "{ns.get("path")}" (linux.namespaces[{index}])'
+    if name == "device":
+        where = f" (linux.devices[{index}])" if index >= 0 else ""
+        return f'create device "{detail}"{where}'
+    if name == "mask":
+        return f'mask "{detail}" (linux.maskedPaths[{index}])'
+    if name == "readonly":
+        return f'make "{detail}" read-only (linux.readonlyPaths[{index}])'
+    if name == "sysctl":
+        return f'set sysctl "{detail}"'
+    if name == "rlimit":
+        r = ((config.get("process") or {}).get("rlimits") or [])[index]
+        return f'set {r.get("type")} (process.rlimits[{index}])'
+    if name == "cwd":
+        return f'change to the working directory "{detail}" (process.cwd)'
+    if name == "pivot":
+        return f'pivot_root into the rootfs "{plan.get("rootfs")}" ({detail})'
+    if name == "rootfs":
+        return f'prepare the rootfs "{plan.get("rootfs")}" ({detail})'
+    if name == "hostname":
+        return f'set hostname "{detail}"'
+    if name == "domainname":
+        return f'set domainname "{detail}"'
+    if name == "exec":
+        return f'exec "{detail}"'
+    if name == "oom":
+        return f"set oom_score_adj to {detail} (process.oomScoreAdj)"
+    if name == "user":
+        return f"switch to the user ({detail})"
+    if name == "caps":
+        return f"set capabilities ({detail})" if detail else "set capabilities"
+    words = {"unshare": "create namespaces", "userns": "set up the user namespace",
+             "timens": "set time namespace offsets", "fork": "fork the container init",
+             "nnp": "set no_new_privs", "lsm": "apply the LSM label",
+             "keyring": "join a new session keyring", "console": "set up the console"}
+    what = words.get(name, name)
+    return f"{what} ({detail})" if detail else what

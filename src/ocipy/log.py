@@ -1,0 +1,45 @@
+"""The runtime's log: the `--log` file in runc's text or JSON format.
+
+containerd's shim reads the last `{"level":"error","msg":...}` line of the
+JSON log and reports its msg; podman and conmon do the same.  Without --log
+nothing is written (errors still go to stderr).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+
+class Log:
+    def __init__(self, path: str | None = None, fmt: str = "text", debug: bool = False) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.debug_enabled = debug
+
+    def _write(self, level: str, msg: str) -> None:
+        if not self.path:
+            return
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.fmt == "json":
+            line = json.dumps({"level": level, "msg": msg, "time": now})
+        else:
+            line = f'time="{now}" level={level} msg={json.dumps(msg)}'
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # a log we cannot write must not turn success into failure
+
+    def error(self, msg: str) -> None:
+        self._write("error", msg)
+
+    def warning(self, msg: str) -> None:
+        self._write("warning", msg)
+
+    def debug(self, msg: str) -> None:
+        if self.debug_enabled:
+            self._write("debug", msg)

@@ -1,0 +1,136 @@
+"""Container state on disk: ``<root>/<id>/state.json`` and the exec fifo.
+
+The state file holds the spec's state (runtime.md "State") plus what ocipy
+needs to recognise its init process again: the init's start time (field 22
+of /proc/<pid>/stat), so a recycled pid is never mistaken for the container.
+The status is never trusted from the file: it is derived from the process.
+
+Reading the state is one open and one read; writing is write-to-temp plus
+rename, so a reader never sees half a file.  The directory is 0700 and the
+files 0600.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from ocipy.errors import ContainerNotFound, OcipyError
+
+DEFAULT_ROOT = "/run/ocipy"
+STATE_FILE = "state.json"
+FIFO_FILE = "exec.fifo"
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def check_id(container_id: str) -> None:
+    """runc's rule: [\\w+-.]+, and never a path component like . or .."""
+    if (not container_id or container_id in (".", "..") or len(container_id) > 1024
+            or not set(container_id) <= _ID_CHARS):
+        raise OcipyError(f'invalid container id "{container_id}"',
+                         "use letters, digits and _ + - . only")
+
+
+def container_dir(root: str, container_id: str) -> str:
+    check_id(container_id)
+    return os.path.join(root, container_id)
+
+
+def make_dir(root: str, container_id: str) -> str:
+    """Create the container's state dir; refuses an id in use (mkdir is atomic)."""
+    path = container_dir(root, container_id)
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        raise OcipyError(f'container "{container_id}" already exists') from None
+    return path
+
+
+def save(path: str, state: dict) -> None:
+    data = json.dumps(state, separators=(",", ":")).encode()
+    tmp = os.path.join(path, f".{STATE_FILE}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, os.path.join(path, STATE_FILE))
+
+
+def load(root: str, container_id: str) -> tuple[str, dict]:
+    path = container_dir(root, container_id)
+    try:
+        fd = os.open(os.path.join(path, STATE_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ContainerNotFound(container_id) from None
+    try:
+        data = os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+    return path, json.loads(data)
+
+
+def proc_start_time(pid: int) -> tuple[int, str] | None:
+    """(start time, state letter) of a pid, or None when it is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    # comm may hold spaces and parentheses: split after the last ')'
+    fields = data[data.rindex(b")") + 2:].split()
+    return int(fields[19]), fields[0].decode()
+
+
+def init_alive(state: dict) -> bool:
+    pid = state.get("pid") or 0
+    if pid <= 0:
+        return False
+    info = proc_start_time(pid)
+    return info is not None and info[0] == state["ocipy"]["init_start"] and info[1] not in "ZX"
+
+
+def status(path: str, state: dict) -> str:
+    """creating | created | running | paused | stopped, from the process itself."""
+    if state.get("status") == "creating":
+        return "creating"
+    if not init_alive(state):
+        return "stopped"
+    if os.path.exists(os.path.join(path, FIFO_FILE)):
+        return "created"
+    freezer = state["ocipy"].get("freezer")
+    if freezer and _frozen(freezer):
+        return "paused"
+    return "running"
+
+
+def _frozen(freezer: str) -> bool:
+    try:
+        with open(freezer) as f:
+            value = f.read().strip()
+    except OSError:
+        return False
+    return value in ("FROZEN", "FREEZING", "1")
+
+
+def public(state: dict, status_now: str) -> dict:
+    """The state document `ocipy state` prints: runtime.md's fields plus runc's extras."""
+    doc = {
+        "ociVersion": state["ociVersion"],
+        "id": state["id"],
+        "pid": state["pid"] if status_now in ("created", "running", "paused") else 0,
+        "status": status_now,
+        "bundle": state["bundle"],
+        "rootfs": state.get("rootfs", ""),
+        "created": state["ocipy"]["created"],
+        "owner": state["ocipy"].get("owner", ""),
+    }
+    if state.get("annotations"):
+        doc["annotations"] = state["annotations"]
+    return doc
