@@ -64,6 +64,10 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         st.save(path, record)
         fifo = os.path.join(path, st.FIFO_FILE)
         os.mkfifo(fifo, 0o622)
+        # the init opens it for writing as the container's root: make it
+        # writable whatever our umask and whatever uid root maps to (runc too)
+        os.chmod(fifo, 0o622)
+        _chown_to_container_root(fifo, plan)
         plan["fifo_fd"] = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         init = launch(plan, config)
         info = st.proc_start_time(init)
@@ -79,6 +83,20 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         _remove_dir(path)
         raise
     return init
+
+
+def _chown_to_container_root(path: str, plan: dict) -> None:
+    uid = _host_id(plan.get("uid_mappings"), 0)
+    gid = _host_id(plan.get("gid_mappings"), 0)
+    if uid or gid:
+        os.chown(path, uid, gid)
+
+
+def _host_id(mappings, container_id: int) -> int:
+    for inside, outside, size in mappings or ():
+        if inside <= container_id < inside + size:
+            return outside + container_id - inside
+    return 0
 
 
 def write_pid_file(pid_file: str, pid: int) -> None:

@@ -886,8 +886,16 @@ static void child_main(struct oci_plan *p)
         do {
             fd = open(fifo, O_WRONLY | O_CLOEXEC);
         } while (fd < 0 && errno == EINTR);
-        if (fd < 0)
+        if (fd < 0) {
+            /* nobody listens on the sync socket any more: stderr is all we have */
+            char line[160], num[24];
+            fmt_uint(num, sizeof num, (unsigned long)errno);
+            str_copy(line, sizeof line, "ocipy: open the exec fifo: errno ");
+            str_append(line, sizeof line, num);
+            str_append(line, sizeof line, "\n");
+            write_all(2, line, strlen(line));
             _exit(1);
+        }
         close(p->fifo_fd);
         p->fifo_fd = fd;
         p->report_fd = fd;
