@@ -21,8 +21,13 @@ _KILL_WAIT_S = 10.0
 
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
-           no_new_keyring: bool = False, preserve_fds: int = 0) -> int:
-    """Create the container and leave its init waiting for `start`; return the init's pid."""
+           no_new_keyring: bool = False, preserve_fds: int = 0,
+           console_fd: int | None = None) -> int:
+    """Create the container and leave its init waiting for `start`; return the init's pid.
+
+    console_fd: a connected socket to send the pty master to, instead of
+    --console-socket (a foreground `run` receives the terminal itself).
+    """
     from datetime import datetime, timezone
 
     from ocipy import OCI_VERSION
@@ -36,17 +41,30 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     plan = plan_container(config, bundle, container_id=container_id, host=Host(),
                           no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                           preserve_fds=preserve_fds)
-    process = plan["process"]
-    if process is not None and process["terminal"] and not console_socket:
-        # runc's rule: a detached container has nowhere to put its terminal
-        raise OcipyError("create a terminal",
-                         "process.terminal is true but no --console-socket was given")
-    if console_socket:
-        raise OcipyError("create a terminal", "--console-socket is not supported yet")
+    terminal = plan["process"] is not None and plan["process"]["terminal"]
+    if console_fd is None or not terminal:
+        # runc's rules: a terminal needs somewhere to go, and a console
+        # socket is only for a terminal
+        if terminal and not console_socket:
+            raise OcipyError("create a terminal",
+                             "process.terminal is true but no --console-socket was given")
+        if console_socket and not terminal:
+            raise OcipyError(f'use the console socket "{console_socket}"',
+                             "process.terminal is false")
+    if console_fd is not None and not terminal:
+        os.close(console_fd)
+        console_fd = None
+    if terminal:
+        size = (config.get("process") or {}).get("consoleSize") or {}
+        plan["console_size"] = (size.get("height", 0), size.get("width", 0))
 
     path = st.make_dir(root, container_id)
     init = 0
     try:
+        if console_fd is not None:
+            plan["console_fd"] = console_fd
+        elif console_socket:
+            plan["console_fd"] = connect_console_socket(console_socket)
         record = {
             "ociVersion": config.get("ociVersion", OCI_VERSION),
             "id": container_id,
@@ -83,6 +101,18 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         _remove_dir(path)
         raise
     return init
+
+
+def connect_console_socket(path: str) -> int:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise OcipyError.from_os(f'connect to the console socket "{path}"', e) from None
+    return sock.detach()
 
 
 def _chown_to_container_root(path: str, plan: dict) -> None:
@@ -289,7 +319,19 @@ def _remove_dir(path: str) -> None:
 def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
         keep: bool = False, **create_options) -> int:
     """create + start; in the foreground, wait and return the exit status."""
-    init = create(root, container_id, bundle, **create_options)
+    console_ours = theirs = None
+    if not detach and not create_options.get("console_socket"):
+        # a foreground run with process.terminal gets the pty master itself
+        import socket
+
+        console_ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        create_options["console_fd"] = theirs.detach()
+    try:
+        init = create(root, container_id, bundle, **create_options)
+        master = _receive_master(console_ours) if console_ours is not None else None
+    finally:
+        if console_ours is not None:
+            console_ours.close()
     if detach:
         try:
             start(root, container_id)
@@ -305,6 +347,10 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
         except BaseException:
             _cleanup_after_failed_run(root, container_id, init)
             raise
+        if master is not None:
+            from ocipy.terminal import proxy
+
+            proxy(master)
         while True:
             try:
                 _, status = os.waitpid(init, 0)
@@ -320,6 +366,19 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
     if not keep:
         delete(root, container_id, force=True)
     return code
+
+
+def _receive_master(sock) -> int | None:
+    """The pty master the init sent, if it made a terminal (it did so before
+    reporting ready, so it is already queued)."""
+    import socket
+
+    sock.setblocking(False)
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 64, 1)
+    except BlockingIOError:
+        return None
+    return fds[0] if fds else None
 
 
 def _cleanup_after_failed_run(root: str, container_id: str, init: int) -> None:

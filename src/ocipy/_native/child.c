@@ -17,8 +17,10 @@
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <termios.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -557,6 +559,87 @@ static void setup_rootfs(struct oci_plan *p)
 }
 
 /* ------------------------------------------------------------------ */
+/* the console: runc's setupConsole/mountConsole                       */
+
+static void setup_console(struct oci_plan *p)
+{
+    /* the pty comes from the container's own devpts (/dev/ptmx -> pts/ptmx) */
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "open /dev/ptmx");
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "unlock the pty");
+    /* TIOCGPTPEER opens the slave through the master: no path lookup that a
+     * container could race (class of CVE-2025-52565) */
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "open the pty slave");
+    if (p->console_rows || p->console_cols) {
+        struct winsize ws;
+        memset(&ws, 0, sizeof ws);
+        ws.ws_row = p->console_rows;
+        ws.ws_col = p->console_cols;
+        if (ioctl(slave, TIOCSWINSZ, &ws) < 0)
+            fail(p, OCI_STEP_CONSOLE, errno, -1, "set the console size");
+    }
+
+    /* /dev/console: an empty file bind-mounted from the slave we hold */
+    int dev = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dev < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "/dev");
+    unlinkat(dev, "console", 0);
+    int target = openat(dev, "console", O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0000);
+    close(dev);
+    if (target < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "create /dev/console");
+    char src[64];
+    fd_path(src, sizeof src, slave);
+    if (mount_on_fd(src, target, NULL, MS_BIND, NULL) < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "bind the pty on /dev/console");
+    close(target);
+
+    /* one message: the name as payload, exactly one fd as SCM_RIGHTS */
+    static const char name[] = "/dev/ptmx";
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {(void *)name, sizeof name - 1};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof control.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &master, sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(p->console_fd, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "send the pty master to the console socket");
+    close(master);
+    close(p->console_fd);
+    p->console_fd = -1;
+
+    if (setsid() < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "setsid");
+    if (ioctl(slave, TIOCSCTTY, 0) < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "make the pty the controlling terminal");
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(slave, fd) < 0)
+            fail(p, OCI_STEP_CONSOLE, errno, -1, "dup the pty to stdio");
+    if (slave > 2)
+        close(slave);
+}
+
+/* ------------------------------------------------------------------ */
 /* process attributes                                                  */
 
 static int is_executable(const char *path, int *err)
@@ -864,6 +947,8 @@ static void child_main(struct oci_plan *p)
         setup_rootfs(p);
     set_hostname(p);
     set_sysctls(p);
+    if (p->console_fd >= 0)
+        setup_console(p);
 
     if (!p->has_process) {
         /* a config without process may be created; start reports the error */

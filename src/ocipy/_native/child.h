@@ -114,6 +114,7 @@ struct oci_plan {
     int sync_fd;        /* the child's end of the socketpair */
     int fifo_fd;        /* O_PATH fd of exec.fifo; -1: exec right away (ocipy exec) */
     int console_fd;     /* connected console socket, -1 for none */
+    unsigned short console_rows, console_cols; /* process.consoleSize, 0 for unset */
 
     /* root filesystem */
     int setup_rootfs;

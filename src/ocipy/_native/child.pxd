@@ -51,6 +51,8 @@ cdef extern from "child.h" nogil:
         int sync_fd
         int fifo_fd
         int console_fd
+        unsigned short console_rows
+        unsigned short console_cols
         int setup_rootfs
         const char *rootfs
         unsigned long rootfs_propagation

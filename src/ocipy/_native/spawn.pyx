@@ -117,6 +117,9 @@ def spawn(dict plan):
     p.fifo_fd = _high_fd(fifo_fd, floor) if fifo_fd >= 0 else -1
     console_fd = plan.get("console_fd", -1)
     p.console_fd = _high_fd(console_fd, floor) if console_fd >= 0 else -1
+    rows, cols = plan.get("console_size") or (0, 0)
+    p.console_rows = rows
+    p.console_cols = cols
 
     p.setup_rootfs = plan.get("setup_rootfs", False)
     p.rootfs = arena.s(plan.get("rootfs"))
