@@ -10,9 +10,10 @@ STAMP   := .make
 
 # Debian packages: the build (compiler, headers, libseccomp), the example
 # rootfs (busybox-static), the upstream runtime-spec schema the schema test
-# cross-checks against, and iproute2 for network-namespace tests.
+# cross-checks against, runc (the reference some unit tests compare with) and
+# iproute2 for network-namespace tests.
 APT_PACKAGES := gcc make pkg-config python3 python3-venv python3-dev libseccomp-dev \
-                busybox-static golang-github-opencontainers-specs-dev iproute2 procps
+                busybox-static golang-github-opencontainers-specs-dev runc iproute2 procps
 PIP_PACKAGES := "cython>=3.0" "setuptools>=64" wheel "jsonschema>=4" "attrs>=22" \
                 "pytest>=7" "hypothesis>=6"
 

@@ -75,7 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _print_json(doc) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.write(json.dumps(doc, indent=4) + "\n")  # as runc prints state and features
 
 
 def _list(root: str, fmt: str, quiet: bool) -> None:

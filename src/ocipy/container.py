@@ -75,7 +75,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             "annotations": config.get("annotations") or {},
             "ocipy": {
                 "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-                "owner": "",
+                "owner": _owner(),
                 "init_start": 0,
             },
         }
@@ -101,6 +101,16 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         _remove_dir(path)
         raise
     return init
+
+
+def _owner() -> str:
+    """The user who created the container, by name (runc's `list` OWNER)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def connect_console_socket(path: str) -> int:

@@ -53,6 +53,28 @@ def open_namespaces(joins: list[tuple[str, int, int]], kinds: dict[int, str]) ->
     return opened
 
 
+def open_bind_sources(mounts: list[dict]) -> list[dict]:
+    """Clone every bind source here, on the host side, for the child to
+    attach with move_mount (spawn takes ownership of the fds)."""
+    from ocipy._native.spawn import open_tree_clone
+    from ocipy.mountopts import MS_REC
+
+    opened = []
+    for m in mounts:
+        if m.get("is_bind") and m.get("source"):
+            try:
+                fd = open_tree_clone(m["source"], bool(m["flags"] & MS_REC))
+            except OSError as e:
+                for done in opened:
+                    if done.get("source_fd", -1) >= 0:
+                        os.close(done["source_fd"])
+                raise ConfigError(f"mounts[{m['index']}].source",
+                                  f"{m['source']}: {os.strerror(e.errno or 0).lower()}") from None
+            m = dict(m, source_fd=fd)
+        opened.append(m)
+    return opened
+
+
 def write_id_maps(pid: int, plan: dict) -> None:
     for name, key in (("uid_map", "uid_mappings"), ("gid_map", "gid_mappings")):
         text = "".join(f"{c} {h} {n}\n" for c, h, n in plan[key])
@@ -77,7 +99,8 @@ def launch(plan: dict, config: dict) -> int:
     from ocipy.plan import NAMESPACE_FLAGS
 
     kinds = {flag: name for name, flag in NAMESPACE_FLAGS.items()}
-    native_plan = dict(plan, joins=open_namespaces(plan.get("joins", []), kinds))
+    native_plan = dict(plan, joins=open_namespaces(plan.get("joins", []), kinds),
+                       mounts=open_bind_sources(plan.get("mounts", [])))
     pid, sock = native.spawn(native_plan)
     children = {pid}
     try:

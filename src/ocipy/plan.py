@@ -155,15 +155,22 @@ def plan_namespaces(linux: dict, plan: dict) -> dict[str, dict]:
     new_flags = 0
     for kind in new:
         new_flags |= NAMESPACE_FLAGS[kind]
-    late = CLONE_NEWCGROUP | CLONE_NEWTIME
     if joins:
         # Namespaces we create must be owned by the user namespace we join,
         # and a joined net/ipc/... namespace is owned by a user namespace our
         # own new one would have no rights over: join first, then unshare
         # (runc's nsexec does the same).
         clone_flags, unshare_flags = 0, new_flags & ~CLONE_NEWCGROUP
+    elif new_flags & CLONE_NEWTIME:
+        # a time namespace can only be unshared (clone() has no flag bit for
+        # it) and applies to children: the init is forked after it, and the
+        # pid namespace must be unshared with it, since a pid namespace's
+        # init may not fork with CLONE_PARENT
+        late = CLONE_NEWTIME | CLONE_NEWPID
+        clone_flags = new_flags & ~(late | CLONE_NEWCGROUP)
+        unshare_flags = new_flags & late
     else:
-        clone_flags, unshare_flags = new_flags & ~late, new_flags & CLONE_NEWTIME
+        clone_flags, unshare_flags = new_flags & ~CLONE_NEWCGROUP, 0
     plan.update(
         clone_flags=clone_flags,
         unshare_flags=unshare_flags,

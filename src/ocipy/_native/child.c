@@ -36,6 +36,13 @@
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -301,9 +308,22 @@ static void do_mount(struct oci_plan *p, int rootfd, struct oci_mount *m)
     if (fd < 0)
         fail(p, OCI_STEP_MKDIR, errno, m->index, m->dest);
 
-    if (mount_on_fd(m->source, fd, m->fstype, m->flags, m->data) < 0)
+    if (m->source_fd >= 0) {
+        /* a bind source the parent cloned on the host side with
+         * open_tree(OPEN_TREE_CLONE), as runc 1.2 does: a container root in
+         * a user namespace may be unable to walk to the source path, and
+         * the path cannot change under us */
+        if (syscall(SYS_move_mount, m->source_fd, "", fd, "",
+                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            fail(p, OCI_STEP_MOUNT, errno, m->index, m->dest);
+    } else if (mount_on_fd(m->source, fd, m->fstype, m->flags, m->data) < 0) {
         fail(p, OCI_STEP_MOUNT, errno, m->index, m->dest);
+    }
     close(fd);
+    if (m->source_fd >= 0) {
+        close(m->source_fd);
+        m->source_fd = -1;
+    }
 
     if (m->remount_flags || m->n_propagation) {
         /* re-resolve: the fd still names the directory under the new mount */
@@ -738,7 +758,10 @@ static void set_capabilities(struct oci_plan *p)
     for (int cap = 0; cap <= p->last_cap && cap < 64; cap++) {
         if (!(p->cap_ambient & (1ULL << cap)))
             continue;
-        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) {
+        /* the kernel refuses (EPERM) an ambient cap that is not both
+         * permitted and inheritable; runc's default spec asks for exactly
+         * that and runc carries on, so do we */
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0 && errno != EPERM) {
             fmt_uint(num, sizeof num, (unsigned long)cap);
             fail(p, OCI_STEP_CAPS, errno, -1, num);
         }

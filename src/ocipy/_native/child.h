@@ -71,6 +71,7 @@ struct oci_msg {
 
 struct oci_mount {
     const char *source; /* host path for binds, else the fs source; may be NULL */
+    int source_fd;      /* binds: a detached clone of the source (open_tree), or -1 */
     const char *dest;   /* absolute path inside the container */
     const char *fstype; /* may be NULL for binds */
     const char *data;   /* fs-specific options; may be NULL */

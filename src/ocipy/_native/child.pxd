@@ -12,6 +12,7 @@ cdef extern from "child.h" nogil:
 
     struct oci_mount:
         const char *source
+        int source_fd
         const char *dest
         const char *fstype
         const char *data

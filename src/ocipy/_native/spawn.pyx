@@ -82,6 +82,34 @@ cdef int _high_fd(int fd, int floor) except -1:
     return moved
 
 
+cdef extern from *:
+    """
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    #include <fcntl.h>
+    #ifndef SYS_open_tree
+    #define SYS_open_tree 428
+    #endif
+    #define OCIPY_OPEN_TREE_CLONE 1
+    #define OCIPY_AT_RECURSIVE 0x8000
+    static int ocipy_open_tree_clone(const char *path, int recursive)
+    {
+        int flags = OCIPY_OPEN_TREE_CLONE | O_CLOEXEC | (recursive ? OCIPY_AT_RECURSIVE : 0);
+        return (int)syscall(SYS_open_tree, AT_FDCWD, path, flags);
+    }
+    """
+    int ocipy_open_tree_clone(const char *path, int recursive) nogil
+
+
+def open_tree_clone(path, bint recursive):
+    """A detached copy of the mount tree at path (open_tree(2) OPEN_TREE_CLONE)."""
+    cdef bytes b = path.encode() if isinstance(path, str) else path
+    cdef int fd = ocipy_open_tree_clone(b, recursive)
+    if fd < 0:
+        raise OSError(errno, f"open_tree {path}")
+    return fd
+
+
 def spawn(dict plan):
     """Clone the container's first process; return (pid, parent's sync socket fd).
 
@@ -134,6 +162,8 @@ def spawn(dict plan):
     for i, mnt in enumerate(mounts):
         m = &p.mounts[i]
         m.source = arena.s(mnt.get("source"))
+        source_fd = mnt.get("source_fd", -1)
+        m.source_fd = _high_fd(source_fd, floor) if source_fd >= 0 else -1
         m.dest = arena.s(mnt["dest"])
         m.fstype = arena.s(mnt.get("fstype"))
         m.data = arena.s(mnt.get("data") or None)
@@ -238,6 +268,9 @@ def spawn(dict plan):
     # spawn owns the fds it was handed: the child has its copies now
     for i in range(p.n_joins):
         close(p.joins[i].fd)
+    for i in range(p.n_mounts):
+        if p.mounts[i].source_fd >= 0:
+            close(p.mounts[i].source_fd)
     if p.fifo_fd >= 0:
         close(p.fifo_fd)
     if p.console_fd >= 0:
