@@ -1,0 +1,137 @@
+"""ocipy.features: the runtime-spec Features structure."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import ocipy
+from ocipy import features as feat
+from ocipy.capabilities import CAPABILITIES
+from ocipy.mountopts import known_mount_options, parse_mount_options
+
+RUNC = shutil.which("runc") or ("/usr/sbin/runc" if os.path.exists("/usr/sbin/runc") else None)
+
+
+def _runc_features() -> dict:
+    out = subprocess.run([RUNC, "features"], capture_output=True, check=True, text=True).stdout
+    return json.loads(out)
+
+
+def test_document_is_json_with_required_versions():
+    doc = feat.features()
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["ociVersionMin"] == "1.0.0"
+    assert doc["ociVersionMax"] == ocipy.OCI_VERSION
+
+
+def test_keys_follow_runtime_spec_1_2():
+    doc = feat.features()
+    assert list(doc) == [
+        "ociVersionMin",
+        "ociVersionMax",
+        "hooks",
+        "mountOptions",
+        "linux",
+        "annotations",
+    ]
+    assert set(doc["linux"]) <= {
+        "namespaces",
+        "capabilities",
+        "cgroup",
+        "seccomp",
+        "apparmor",
+        "selinux",
+        "intelRdt",
+        "mountExtensions",
+    }
+
+
+def test_hooks_are_all_six_in_lifecycle_order():
+    assert feat.features()["hooks"] == [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ]
+
+
+def test_mount_options_are_the_ones_the_parser_recognises():
+    options = feat.features()["mountOptions"]
+    assert options == known_mount_options()
+    assert "rro" in options and "tmpcopyup" in options and "rbind" in options
+    assert "mode=755" not in options
+    assert parse_mount_options(["acl"]).data == "acl" and "acl" not in options
+
+
+def test_capabilities_are_every_name_the_config_may_use():
+    caps = feat.features()["linux"]["capabilities"]
+    assert caps == list(CAPABILITIES)
+    assert caps[0] == "CAP_CHOWN" and caps[-1] == "CAP_CHECKPOINT_RESTORE"
+
+
+def test_namespaces_are_sorted_and_recognised():
+    namespaces = feat.features()["linux"]["namespaces"]
+    assert namespaces == sorted(namespaces)
+    assert {"pid", "network", "mount", "ipc", "uts", "user", "cgroup"} <= set(namespaces)
+
+
+def test_cgroup_flags_come_from_the_module_constants(monkeypatch):
+    assert feat.features()["linux"]["cgroup"] == {
+        "v1": True,
+        "v2": True,
+        "systemd": False,
+        "systemdUser": False,
+        "rdma": False,
+    }
+    monkeypatch.setattr(feat, "CGROUP_SYSTEMD", True)
+    assert feat.features()["linux"]["cgroup"]["systemd"] is True
+
+
+def test_seccomp_reports_disabled_without_lists_until_it_lands():
+    assert feat.SECCOMP_ENABLED is False
+    assert feat.features()["linux"]["seccomp"] == {"enabled": False}
+
+
+def test_seccomp_lists_appear_when_enabled(monkeypatch):
+    monkeypatch.setattr(feat, "SECCOMP_ENABLED", True)
+    seccomp = feat.features()["linux"]["seccomp"]
+    assert seccomp["enabled"] is True
+    assert "SCMP_ACT_ERRNO" in seccomp["actions"]
+    assert "SCMP_CMP_MASKED_EQ" in seccomp["operators"]
+    assert "SCMP_ARCH_X86_64" in seccomp["archs"]
+    assert "SECCOMP_FILTER_FLAG_LOG" in seccomp["knownFlags"]
+    assert set(seccomp["supportedFlags"]) <= set(seccomp["knownFlags"])
+
+
+def test_lsms_are_enabled_only_where_the_host_has_them(monkeypatch, tmp_path):
+    linux = feat.features()["linux"]
+    assert linux["apparmor"]["enabled"] is os.path.isdir("/sys/kernel/security/apparmor")
+    assert linux["selinux"]["enabled"] is os.path.isdir("/sys/fs/selinux")
+    monkeypatch.setattr(feat, "_APPARMOR_FS", str(tmp_path))
+    monkeypatch.setattr(feat, "_SELINUX_FS", str(tmp_path / "missing"))
+    linux = feat.features()["linux"]
+    assert linux["apparmor"] == {"enabled": True}
+    assert linux["selinux"] == {"enabled": False}
+
+
+def test_annotations_carry_the_ocipy_version():
+    assert feat.features()["annotations"] == {"io.github.ocipy.version": ocipy.__version__}
+
+
+@pytest.mark.skipif(RUNC is None, reason="runc not installed")
+def test_lists_agree_with_runc_features():
+    ours, runc = feat.features(), _runc_features()
+    assert ours["hooks"] == runc["hooks"]
+    # runc 1.1 predates time namespaces (runtime-spec 1.2); we have them
+    assert ours["linux"]["namespaces"] == sorted([*runc["linux"]["namespaces"], "time"])
+    assert ours["linux"]["capabilities"] == runc["linux"]["capabilities"]
+    assert tuple(runc["linux"]["seccomp"]["actions"]) == feat.SECCOMP_ACTIONS
+    assert tuple(runc["linux"]["seccomp"]["operators"]) == feat.SECCOMP_OPERATORS
+    assert tuple(runc["linux"]["seccomp"]["archs"]) == feat.SECCOMP_ARCHS
