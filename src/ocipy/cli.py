@@ -64,6 +64,25 @@ def _build_parser() -> argparse.ArgumentParser:
     create_flags(c)
     c.add_argument("-d", "--detach", action="store_true", help="do not wait for it")
     c.add_argument("--keep", action="store_true", help="keep it after it exits")
+    c = command("exec", "run a new process inside a container")
+    c.add_argument("--process", "-p", default=None, help="a process.json to run instead of ARGS")
+    c.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    c.add_argument("--console-socket", default=None, help="unix socket for the pty master")
+    c.add_argument("-d", "--detach", action="store_true", help="do not wait for the process")
+    c.add_argument("--pid-file", default=None, help="write the process's pid here")
+    c.add_argument("--cwd", default=None, help="working directory inside the container")
+    c.add_argument("-e", "--env", action="append", default=[], help="K=V to add to the env")
+    c.add_argument("-u", "--user", default=None, help="UID[:GID]")
+    c.add_argument("-g", "--additional-gids", action="append", type=int, default=[],
+                   help="additional group id")
+    c.add_argument("-c", "--cap", action="append", default=[], help="add a capability")
+    c.add_argument("--no-new-privs", action="store_true", help="set no_new_privs")
+    c.add_argument("--apparmor", default=None, help="AppArmor profile")
+    c.add_argument("--process-label", default=None, help="SELinux label")
+    c.add_argument("--preserve-fds", type=int, default=0,
+                   help="pass this many fds from 3 up to the process")
+    c.add_argument("container_id", metavar="ID")
+    c.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     c = command("list", "list containers")
     c.add_argument("-f", "--format", default="table", choices=("table", "json"))
     c.add_argument("-q", "--quiet", action="store_true", help="print only ids")
@@ -112,6 +131,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         return container.run(args.root, args.container_id, args.bundle, detach=args.detach,
                              keep=args.keep, **options)
+    if cmd == "exec":
+        return _exec(args)
     if cmd == "start":
         container.start(args.root, args.container_id)
     elif cmd == "state":
@@ -134,6 +155,38 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         _print_json(features())
     return 0
+
+
+class ExecFailed(OcipyError):
+    """runc exec exits 255 when the process could not be started."""
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from ocipy import container
+    from ocipy.state import load
+
+    try:
+        if args.process:
+            try:
+                with open(args.process) as f:
+                    process = json.load(f)
+            except (OSError, ValueError) as e:
+                raise OcipyError(f'read the process file "{args.process}"', str(e)) from None
+        else:
+            _, record = load(args.root, args.container_id)
+            base = (container._config_of(record).get("process") or {})
+            argv = args.args[1:] if args.args[:1] == ["--"] else args.args
+            process = container.exec_process_spec(
+                base, args=argv, env=args.env, cwd=args.cwd, user=args.user,
+                additional_gids=args.additional_gids, caps=args.cap,
+                no_new_privs=args.no_new_privs, apparmor=args.apparmor,
+                label=args.process_label, tty=args.tty)
+        return container.exec_process(args.root, args.container_id, process,
+                                      detach=args.detach, pid_file=args.pid_file,
+                                      console_socket=args.console_socket,
+                                      preserve_fds=args.preserve_fds)
+    except OcipyError as e:
+        raise ExecFailed(e.what, e.why, errno=e.errno) from None
 
 
 def _version() -> str:
@@ -160,6 +213,9 @@ def main(argv: list[str]) -> int:
             return 0
         log.debug(f"ocipy {' '.join(argv)}")
         return _dispatch(args)
+    except ExecFailed as e:
+        _fail(log, str(e))
+        return 255
     except OcipyError as e:
         return _fail(log, str(e))
     except KeyboardInterrupt:

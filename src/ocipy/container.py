@@ -433,3 +433,134 @@ def list_containers(root: str) -> list[dict]:
             continue
         found.append(st.public(record, st.status(path, record)))
     return found
+
+
+# /proc/<pid>/ns/ file names of the runtime-spec namespace types
+_NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+             "user": "user", "cgroup": "cgroup", "time": "time"}
+
+
+def exec_process(root: str, container_id: str, process: dict, *, detach: bool = False,
+                 pid_file: str | None = None, console_socket: str | None = None,
+                 preserve_fds: int = 0) -> int:
+    """Run one more process in a running container (runc exec); return its exit status.
+
+    The child joins every namespace of the container's init (the user
+    namespace first), forks once more so it is inside the pid namespace, and
+    applies the process's user, capabilities, rlimits and no_new_privs before
+    execve; with detach, return 0 once it has exec'd.
+    """
+    from ocipy.launch import launch
+    from ocipy.plan import NAMESPACE_FLAGS, Host, plan_process
+
+    path, record = st.load(root, container_id)
+    status = st.status(path, record)
+    if status not in ("created", "running"):
+        raise OcipyError(f'exec in container "{container_id}"', f"the container is {status}")
+    config = _config_of(record)
+    namespaces = [ns.get("type") for ns in (config.get("linux") or {}).get("namespaces") or []]
+    init = record["pid"]
+    joins = [(f"/proc/{init}/ns/{_NS_FILES[kind]}", NAMESPACE_FLAGS[kind], i)
+             for i, kind in enumerate(namespaces) if kind in _NS_FILES]
+    proc_plan = plan_process(process, Host(), in_userns="user" in namespaces)
+    plan = {
+        "joins": joins,
+        "fork_after_ns": "pid" in namespaces or "time" in namespaces,
+        "setup_rootfs": False,
+        "fifo_fd": -1,
+        "process": proc_plan,
+        "preserve_fds": preserve_fds,
+    }
+    # the init's namespaces may vanish under us: recheck after opening them
+    if not st.init_alive(record):
+        raise ContainerNotRunning()
+
+    console_ours = None
+    if proc_plan["terminal"]:
+        size = process.get("consoleSize") or {}
+        plan["console_size"] = (size.get("height", 0), size.get("width", 0))
+        if console_socket:
+            plan["console_fd"] = connect_console_socket(console_socket)
+        elif detach:
+            raise OcipyError("create a terminal",
+                             "--tty with --detach needs a --console-socket")
+        else:
+            import socket
+
+            console_ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            plan["console_fd"] = theirs.detach()
+    elif console_socket:
+        raise OcipyError(f'use the console socket "{console_socket}"', "--tty is not set")
+
+    exec_config = dict(config, process=process)
+    try:
+        pid = launch(plan, exec_config, until_exec=True)
+        master = _receive_master(console_ours) if console_ours is not None else None
+    finally:
+        if console_ours is not None:
+            console_ours.close()
+    if pid_file:
+        write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    forwarded = _forward_signals(pid)
+    try:
+        if master is not None:
+            from ocipy.terminal import proxy
+
+            proxy(master)
+        _, status_word = os.waitpid(pid, 0)
+    finally:
+        for sig, handler in forwarded.items():
+            signal.signal(sig, handler)
+    code = os.waitstatus_to_exitcode(status_word)
+    return 128 - code if code < 0 else code
+
+
+def exec_process_spec(base: dict, *, args: list[str], env: list[str], cwd: str | None,
+                      user: str | None, additional_gids: list[int], caps: list[str],
+                      no_new_privs: bool, apparmor: str | None, label: str | None,
+                      tty: bool) -> dict:
+    """The process `ocipy exec ARGS...` runs: the container's own process with
+    runc exec's overrides applied (runc utils_linux.go getProcess/newProcess)."""
+    import copy
+
+    process = copy.deepcopy(base)
+    if not args:
+        raise OcipyError("exec", "no command given: pass ARGS or --process")
+    process["args"] = list(args)
+    merged = {e.split("=", 1)[0]: e for e in process.get("env") or []}
+    for item in env:
+        merged[item.split("=", 1)[0]] = item
+    process["env"] = list(merged.values())
+    if cwd:
+        process["cwd"] = cwd
+    process.setdefault("cwd", "/")
+    user_doc = process.setdefault("user", {"uid": 0, "gid": 0})
+    if user:
+        uid, _, gid = user.partition(":")
+        try:
+            user_doc["uid"] = int(uid)
+            if gid:
+                user_doc["gid"] = int(gid)
+        except ValueError:
+            raise OcipyError(f'exec --user "{user}"', "only numeric UID[:GID] is supported") \
+                from None
+    if additional_gids:
+        user_doc["additionalGids"] = list(additional_gids)
+    if caps:
+        sets = process.setdefault("capabilities", {})
+        for name in ("bounding", "effective", "permitted"):
+            sets[name] = [*(sets.get(name) or []), *caps]
+        # runc: ambient only when the spec already has inheritable caps,
+        # since an ambient cap needs the inheritable bit
+        if sets.get("inheritable") is not None:
+            sets["ambient"] = [*(sets.get("ambient") or []), *caps]
+    if no_new_privs:
+        process["noNewPrivileges"] = True
+    if apparmor:
+        process["apparmorProfile"] = apparmor
+    if label:
+        process["selinuxLabel"] = label
+    process["terminal"] = tty
+    return process

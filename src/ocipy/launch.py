@@ -89,8 +89,11 @@ def write_id_maps(pid: int, plan: dict) -> None:
                                      e) from None
 
 
-def launch(plan: dict, config: dict) -> int:
+def launch(plan: dict, config: dict, *, until_exec: bool = False) -> int:
     """Clone the container's process and drive it until it is ready; return its pid.
+
+    until_exec: (ocipy exec) also wait until the process has exec'd: the sync
+    socket is close-on-exec, so EOF after READY means execve succeeded.
 
     On any failure every process started here is killed and reaped before
     the error propagates: nothing is left running.
@@ -123,6 +126,11 @@ def launch(plan: dict, config: dict) -> int:
                 raise child_error(plan, config, step, err, index, detail)
         if init != pid:
             os.waitpid(pid, 0)  # the intermediate process exits once it forked the init
+        if until_exec:
+            msg = native.recv_msg(sock)
+            if msg is not None:
+                _, step, err, index, detail, _ = msg
+                raise child_error(plan, config, step, err, index, detail)
         return init
     except BaseException:
         for child in children:

@@ -581,6 +581,23 @@ static void setup_rootfs(struct oci_plan *p)
 /* ------------------------------------------------------------------ */
 /* the console: runc's setupConsole/mountConsole                       */
 
+static void bind_console(struct oci_plan *p, int slave)
+{
+    int dev = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dev < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "/dev");
+    unlinkat(dev, "console", 0);
+    int target = openat(dev, "console", O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0000);
+    close(dev);
+    if (target < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "create /dev/console");
+    char src[64];
+    fd_path(src, sizeof src, slave);
+    if (mount_on_fd(src, target, NULL, MS_BIND, NULL) < 0)
+        fail(p, OCI_STEP_CONSOLE, errno, -1, "bind the pty on /dev/console");
+    close(target);
+}
+
 static void setup_console(struct oci_plan *p)
 {
     /* the pty comes from the container's own devpts (/dev/ptmx -> pts/ptmx) */
@@ -604,20 +621,10 @@ static void setup_console(struct oci_plan *p)
             fail(p, OCI_STEP_CONSOLE, errno, -1, "set the console size");
     }
 
-    /* /dev/console: an empty file bind-mounted from the slave we hold */
-    int dev = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dev < 0)
-        fail(p, OCI_STEP_CONSOLE, errno, -1, "/dev");
-    unlinkat(dev, "console", 0);
-    int target = openat(dev, "console", O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0000);
-    close(dev);
-    if (target < 0)
-        fail(p, OCI_STEP_CONSOLE, errno, -1, "create /dev/console");
-    char src[64];
-    fd_path(src, sizeof src, slave);
-    if (mount_on_fd(src, target, NULL, MS_BIND, NULL) < 0)
-        fail(p, OCI_STEP_CONSOLE, errno, -1, "bind the pty on /dev/console");
-    close(target);
+    /* /dev/console: an empty file bind-mounted from the slave we hold; only
+     * for the init (runc exec leaves the container's console alone) */
+    if (p->setup_rootfs)
+        bind_console(p, slave);
 
     /* one message: the name as payload, exactly one fd as SCM_RIGHTS */
     static const char name[] = "/dev/ptmx";
@@ -1014,6 +1021,10 @@ static void child_main(struct oci_plan *p)
             _exit(1);
         if (!p->has_process)
             fail(p, OCI_STEP_SETUP, 0, -1, "config.json has no process to start");
+    } else {
+        /* ocipy exec: no waiting; the parent learns our pid from this
+         * message and sees EOF on the (close-on-exec) socket at execve */
+        send_msg(p, OCI_MSG_READY, 0, 0, -1, "");
     }
     finish_and_exec(p);
 }
