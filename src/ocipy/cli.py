@@ -198,13 +198,14 @@ def _version() -> str:
 
 
 def main(argv: list[str]) -> int:
-    from ocipy.log import Log
+    from ocipy.log import Log, set_current
 
     log = Log()
     try:
         parser = _build_parser()
         args = parser.parse_args(argv)
         log = Log(args.log, args.log_format, args.debug)
+        set_current(log)
         if args.version:
             sys.stdout.write(_version())
             return 0

@@ -32,6 +32,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
 
     from ocipy import OCI_VERSION
     from ocipy.config import load_config
+    from ocipy import hooks
     from ocipy.launch import launch
     from ocipy.plan import Host, plan_container
 
@@ -54,6 +55,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     if console_fd is not None and not terminal:
         os.close(console_fd)
         console_fd = None
+    plan.update(hooks.plan_hooks(config))
     if terminal:
         size = (config.get("process") or {}).get("consoleSize") or {}
         plan["console_size"] = (size.get("height", 0), size.get("width", 0))
@@ -73,6 +75,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             "bundle": bundle,
             "rootfs": plan["rootfs"],
             "annotations": config.get("annotations") or {},
+            **({"hooks": True} if config.get("hooks") else {}),
             "ocipy": {
                 "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
                 "owner": _owner(),
@@ -87,7 +90,29 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         os.chmod(fifo, 0o622)
         _chown_to_container_root(fifo, plan)
         plan["fifo_fd"] = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        init = launch(plan, config)
+        hook_failed = False
+
+        def runtime_hooks(pid: int) -> bytes:
+            # prestart (deprecated, still sent by docker) then createRuntime,
+            # both in our namespaces, after the mounts and before pivot_root
+            nonlocal hook_failed
+            creating = hooks.state_json(record, "creating", pid)
+            try:
+                hooks.run_hooks(config, "prestart", creating)
+                hooks.run_hooks(config, "createRuntime", creating)
+            except OcipyError:
+                hook_failed = True
+                raise
+            return creating + b"\0" + hooks.state_json(record, "created", pid)
+
+        try:
+            init = launch(plan, config, on_hooks=runtime_hooks)
+        except OcipyError:
+            if hook_failed:
+                # runtime.md: a failed prestart/createRuntime hook stops the
+                # container and the lifecycle goes on at delete: poststop
+                hooks.run_poststop(config, hooks.state_json(record, "stopped", 0))
+            raise
         info = st.proc_start_time(init)
         record["status"] = "created"
         record["pid"] = init
@@ -195,6 +220,22 @@ def start(root: str, container_id: str) -> None:
                          "its init process exited before it was started")
     if len(received) > 1:
         raise _exec_error(record, received[1:])
+    config = _config_of(record) if "hooks" in record else None
+    if config and (config.get("hooks") or {}).get("poststart"):
+        from ocipy import hooks
+
+        try:
+            hooks.run_hooks(config, "poststart", hooks.state_json(record, "running",
+                                                                   record["pid"]))
+        except OcipyError:
+            # runtime-spec 1.3: a failed poststart hook fails start; the
+            # container is stopped so it does not run half-started (as runc)
+            for pid in container_pids(record):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            raise
 
 
 def _exec_error(record: dict, data: bytes) -> OcipyError:
@@ -295,7 +336,12 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
             except ProcessLookupError:
                 pass
         _wait_stopped(record)
+    config = _config_of(record) if "hooks" in record else None
     _remove_dir(path)
+    if config and (config.get("hooks") or {}).get("poststop"):
+        from ocipy import hooks
+
+        hooks.run_poststop(config, hooks.state_json(record, "stopped", 0))
 
 
 def _wait_stopped(record: dict) -> None:

@@ -8,19 +8,20 @@ from the config and the cause.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
 from ocipy.errors import ConfigError, OcipyError
 
-MSG_USERNS, MSG_READY, MSG_ERROR = 1, 2, 3
+MSG_USERNS, MSG_READY, MSG_ERROR, MSG_HOOKS = 1, 2, 3, 4
 
 # index = enum oci_step in child.h
 STEP_NAMES = (
     "setup", "sync", "setns", "unshare", "userns", "timens", "fork", "propagation",
     "rootfs", "mkdir", "mount", "device", "pivot", "mask", "readonly", "hostname",
     "domainname", "sysctl", "cwd", "lookup", "fifo", "rlimit", "oom", "user", "caps",
-    "nnp", "lsm", "keyring", "exec", "console",
+    "nnp", "lsm", "keyring", "exec", "console", "hook_createContainer", "hook_startContainer",
 )
 
 _NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace fd: its CLONE_NEW* type
@@ -89,11 +90,14 @@ def write_id_maps(pid: int, plan: dict) -> None:
                                      e) from None
 
 
-def launch(plan: dict, config: dict, *, until_exec: bool = False) -> int:
+def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None) -> int:
     """Clone the container's process and drive it until it is ready; return its pid.
 
     until_exec: (ocipy exec) also wait until the process has exec'd: the sync
     socket is close-on-exec, so EOF after READY means execve succeeded.
+    on_hooks(pid): called when the child's mounts are done and pivot_root is
+    next; runs the runtime-namespace hooks and returns the state JSON the
+    child hands to its createContainer/startContainer hooks.
 
     On any failure every process started here is killed and reaped before
     the error propagates: nothing is left running.
@@ -119,6 +123,8 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False) -> int:
             if kind == MSG_USERNS:
                 write_id_maps(sender, plan)
                 os.write(sock, b"G")
+            elif kind == MSG_HOOKS:
+                os.write(sock, on_hooks(sender))
             elif kind == MSG_READY:
                 init = sender
                 break
@@ -173,6 +179,14 @@ def child_error(plan: dict, config: dict, step: int, err: int, index: int,
         return OcipyError(f'exec: "{program}"', "executable file not found in $PATH")
     if name == "setup":
         return OcipyError(detail, why if err else None, errno=err or None)
+    if name.startswith("hook_"):
+        kind = name[5:]
+        path = ((config.get("hooks") or {}).get(kind) or [{}])[index].get("path", "")
+        if err == errno.ETIMEDOUT:
+            why = "timed out"
+        elif not err:
+            why = detail.rsplit(": ", 1)[-1]
+        return OcipyError(f'run {kind} hook "{path}" (hooks.{kind}[{index}])', why)
     what = _describe(name, plan, config, index, detail)
     return OcipyError(what, why, errno=err or None)
 

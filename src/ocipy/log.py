@@ -43,3 +43,16 @@ class Log:
     def debug(self, msg: str) -> None:
         if self.debug_enabled:
             self._write("debug", msg)
+
+
+_current = Log()
+
+
+def current() -> Log:
+    """The log of this invocation (the CLI sets it from --log/--log-format)."""
+    return _current
+
+
+def set_current(log: Log) -> None:
+    global _current
+    _current = log

@@ -31,6 +31,7 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CLONE_NEWTIME
@@ -53,6 +54,8 @@
 #endif
 
 #define KEYCTL_JOIN_SESSION_KEYRING 1
+
+static void reset_signals(void);
 
 /* ------------------------------------------------------------------ */
 /* small async-signal-safe helpers                                     */
@@ -414,6 +417,98 @@ static void make_dev_links(struct oci_plan *p, int rootfd)
 }
 
 /* ------------------------------------------------------------------ */
+/* hooks that run in the container's namespaces                        */
+
+static long elapsed_ms(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+/* fork, exec the hook with the state on its stdin, wait (runtime-spec
+ * config.md "POSIX-platform Hooks": a non-zero exit or a timeout fails) */
+static void run_hook(struct oci_plan *p, struct oci_hook *h, int step, int index,
+                     const char *state)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        fail(p, step, errno, index, "pipe");
+    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0)
+        fail(p, step, errno, index, "fork");
+    if (pid == 0) {
+        if (dup2(fds[0], 0) < 0)
+            _exit(127);
+        reset_signals();
+        execve(h->path, h->argv, h->envp);
+        _exit(127);
+    }
+    close(fds[0]);
+    /* a hook that does not read its stdin must not kill us with SIGPIPE */
+    struct sigaction ign, old;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, &old);
+    write_all(fds[1], state, strlen(state));
+    sigaction(SIGPIPE, &old, NULL);
+    close(fds[1]);
+
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int status = 0;
+    while (1) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            fail(p, step, errno, index, "wait");
+        if (h->timeout > 0 && elapsed_ms(&start) > (long)h->timeout * 1000) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail(p, step, ETIMEDOUT, index, h->path);
+        }
+        struct timespec nap = {0, 2 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char detail[OCI_DETAIL_LEN], num[24];
+        str_copy(detail, sizeof detail, h->path);
+        if (WIFEXITED(status)) {
+            str_append(detail, sizeof detail, ": exit status ");
+            fmt_uint(num, sizeof num, (unsigned long)WEXITSTATUS(status));
+        } else {
+            str_append(detail, sizeof detail, ": killed by signal ");
+            fmt_uint(num, sizeof num, (unsigned long)WTERMSIG(status));
+        }
+        str_append(detail, sizeof detail, num);
+        fail(p, step, 0, index, detail);
+    }
+}
+
+/* mounts are done, pivot_root is next: the parent runs prestart and
+ * createRuntime hooks in the runtime's namespaces, then sends the state */
+static void hooks_sync(struct oci_plan *p)
+{
+    send_msg(p, OCI_MSG_HOOKS, 0, 0, -1, "");
+    ssize_t n;
+    do {
+        n = recv(p->sync_fd, p->hook_state, p->hook_state_cap - 1, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        _exit(1); /* the parent is gone, or a hook failed and it will kill us */
+    p->hook_state[n] = '\0';
+    for (int i = 0; i < p->n_create_container_hooks; i++)
+        run_hook(p, &p->create_container_hooks[i], OCI_STEP_HOOK_CREATE_CONTAINER, i,
+                 p->hook_state);
+}
+
+static const char *start_state(struct oci_plan *p)
+{
+    return p->hook_state + strlen(p->hook_state) + 1;
+}
+
+/* ------------------------------------------------------------------ */
 /* the root filesystem                                                 */
 
 static void pivot_into(struct oci_plan *p)
@@ -555,6 +650,8 @@ static void setup_rootfs(struct oci_plan *p)
     }
     close(rootfd);
 
+    if (p->hooks_sync)
+        hooks_sync(p);
     pivot_into(p);
 
     rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -1021,6 +1118,9 @@ static void child_main(struct oci_plan *p)
             _exit(1);
         if (!p->has_process)
             fail(p, OCI_STEP_SETUP, 0, -1, "config.json has no process to start");
+        for (int i = 0; i < p->n_start_container_hooks; i++)
+            run_hook(p, &p->start_container_hooks[i], OCI_STEP_HOOK_START_CONTAINER, i,
+                     start_state(p));
     } else {
         /* ocipy exec: no waiting; the parent learns our pid from this
          * message and sees EOF on the (close-on-exec) socket at execve */

@@ -24,6 +24,7 @@ enum oci_msg_type {
     OCI_MSG_USERNS = 1, /* my user namespace exists: write uid_map/gid_map, then ack */
     OCI_MSG_READY = 2,  /* set up and waiting on the exec fifo (the sender's pid is the init) */
     OCI_MSG_ERROR = 3,  /* a step failed; the child exits after sending this */
+    OCI_MSG_HOOKS = 4,  /* mounts done: run prestart/createRuntime, then send the state */
 };
 
 /* The step that failed, for the parent to word the error. Keep in sync with
@@ -59,6 +60,8 @@ enum oci_step {
     OCI_STEP_KEYRING,
     OCI_STEP_EXEC,
     OCI_STEP_CONSOLE,
+    OCI_STEP_HOOK_CREATE_CONTAINER,
+    OCI_STEP_HOOK_START_CONTAINER,
 };
 
 struct oci_msg {
@@ -91,6 +94,13 @@ struct oci_device {
     unsigned int major, minor;
     unsigned int uid, gid;
     int index;          /* position in linux.devices[], -1 for a default device */
+};
+
+struct oci_hook {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    int timeout;        /* seconds, 0 for none */
 };
 
 struct oci_ns_join {
@@ -163,6 +173,15 @@ struct oci_plan {
     const char *apparmor_profile; /* written to attr/apparmor/exec */
     const char *selinux_label;    /* written to attr/exec */
     int preserve_fds;
+
+    /* hooks run inside the container's namespaces */
+    int hooks_sync;     /* stop before pivot_root: the parent runs its hooks and sends the state */
+    struct oci_hook *create_container_hooks;
+    int n_create_container_hooks;
+    struct oci_hook *start_container_hooks;
+    int n_start_container_hooks;
+    char *hook_state;   /* the parent's state JSON for createContainer, NUL, the one for startContainer */
+    size_t hook_state_cap;
 
     /* scratch the child fills: the executable found on PATH */
     char exec_path[OCI_PATH_LEN];

@@ -34,6 +34,12 @@ cdef extern from "child.h" nogil:
         unsigned int gid
         int index
 
+    struct oci_hook:
+        const char *path
+        char *const *argv
+        char *const *envp
+        int timeout
+
     struct oci_ns_join:
         int fd
         int nstype
@@ -102,6 +108,13 @@ cdef extern from "child.h" nogil:
         const char *apparmor_profile
         const char *selinux_label
         int preserve_fds
+        int hooks_sync
+        oci_hook *create_container_hooks
+        int n_create_container_hooks
+        oci_hook *start_container_hooks
+        int n_start_container_hooks
+        char *hook_state
+        size_t hook_state_cap
 
     int oci_spawn(oci_plan *plan)
 

@@ -14,7 +14,7 @@ from posix.unistd cimport close
 from cpython.bytes cimport PyBytes_AS_STRING
 
 from ocipy._native.child cimport (
-    oci_plan, oci_mount, oci_device, oci_msg, oci_spawn, OCI_MAX_JOINS, OCI_MAX_RLIMITS, OCI_DETAIL_LEN,
+    oci_plan, oci_mount, oci_device, oci_msg, oci_hook, oci_spawn, OCI_MAX_JOINS, OCI_MAX_RLIMITS, OCI_DETAIL_LEN,
 )
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -69,6 +69,17 @@ cdef class _Arena:
     def __dealloc__(self):
         for mem in self.blocks:
             free(<void *><size_t>mem)
+
+
+cdef oci_hook *_hooks(_Arena arena, list hooks) except NULL:
+    cdef oci_hook *arr = <oci_hook *>arena.alloc(len(hooks), sizeof(oci_hook))
+    cdef Py_ssize_t i
+    for i, h in enumerate(hooks):
+        arr[i].path = arena.s(h["path"])
+        arr[i].argv = <char *const *>arena.strings(list(h["args"]))
+        arr[i].envp = <char *const *>arena.strings(list(h["env"]))
+        arr[i].timeout = h.get("timeout") or 0
+    return arr
 
 
 cdef int _high_fd(int fd, int floor) except -1:
@@ -248,6 +259,17 @@ def spawn(dict plan):
         p.apparmor_profile = arena.s(proc.get("apparmor"))
         p.selinux_label = arena.s(proc.get("selinux"))
         p.preserve_fds = plan.get("preserve_fds", 0)
+
+    p.hooks_sync = plan.get("hooks_sync", False)
+    create_hooks = plan.get("create_container_hooks", [])
+    p.create_container_hooks = _hooks(arena, create_hooks)
+    p.n_create_container_hooks = len(create_hooks)
+    start_hooks = plan.get("start_container_hooks", [])
+    p.start_container_hooks = _hooks(arena, start_hooks)
+    p.n_start_container_hooks = len(start_hooks)
+    if p.hooks_sync:
+        p.hook_state_cap = 1 << 17
+        p.hook_state = <char *>arena.alloc(p.hook_state_cap, 1)
 
     if socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0:
         raise OSError(errno, "socketpair")
