@@ -22,6 +22,7 @@ STEP_NAMES = (
     "rootfs", "mkdir", "mount", "device", "pivot", "mask", "readonly", "hostname",
     "domainname", "sysctl", "cwd", "lookup", "fifo", "rlimit", "oom", "user", "caps",
     "nnp", "lsm", "keyring", "exec", "console", "hook_createContainer", "hook_startContainer",
+    "seccomp",
 )
 
 _NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace fd: its CLONE_NEW* type
@@ -235,6 +236,7 @@ def _describe(name: str, plan: dict, config: dict, index: int, detail: str) -> s
     words = {"unshare": "create namespaces", "userns": "set up the user namespace",
              "timens": "set time namespace offsets", "fork": "fork the container init",
              "nnp": "set no_new_privs", "lsm": "apply the LSM label",
-             "keyring": "join a new session keyring", "console": "set up the console"}
+             "keyring": "join a new session keyring", "console": "set up the console",
+             "seccomp": "load the seccomp filter (linux.seccomp)"}
     what = words.get(name, name)
     return f"{what} ({detail})" if detail else what

@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <termios.h>
 #include <signal.h>
@@ -841,21 +843,27 @@ static void set_sysctls(struct oci_plan *p)
             fail(p, OCI_STEP_SYSCTL, errno, i, p->sysctl_paths[i]);
 }
 
-static void set_capabilities(struct oci_plan *p)
+static void capset_masks(struct oci_plan *p, uint64_t effective, uint64_t permitted)
 {
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
-    char num[24];
 
     memset(data, 0, sizeof data);
-    data[0].effective = (uint32_t)p->cap_effective;
-    data[1].effective = (uint32_t)(p->cap_effective >> 32);
-    data[0].permitted = (uint32_t)p->cap_permitted;
-    data[1].permitted = (uint32_t)(p->cap_permitted >> 32);
+    data[0].effective = (uint32_t)effective;
+    data[1].effective = (uint32_t)(effective >> 32);
+    data[0].permitted = (uint32_t)permitted;
+    data[1].permitted = (uint32_t)(permitted >> 32);
     data[0].inheritable = (uint32_t)p->cap_inheritable;
     data[1].inheritable = (uint32_t)(p->cap_inheritable >> 32);
     if (syscall(SYS_capset, &hdr, data) < 0)
         fail(p, OCI_STEP_CAPS, errno, -1, "capset");
+}
+
+static void set_capabilities(struct oci_plan *p)
+{
+    char num[24];
+
+    capset_masks(p, p->cap_effective, p->cap_permitted);
 
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         fail(p, OCI_STEP_CAPS, errno, -1, "clear the ambient set");
@@ -907,17 +915,26 @@ static void write_lsm_attr(struct oci_plan *p, const char *path, const char *alt
     close(fd);
 }
 
+/* The kernel's struct sigaction for rt_sigaction(2). */
+struct kernel_sigaction {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    unsigned long mask;
+};
+
 static void reset_signals(void)
 {
-    struct sigaction sa;
+    /* the raw system call: glibc's sigaction() refuses its two reserved
+     * real-time signals (32, 33), and a caller may have ignored them */
+    struct kernel_sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
+    sa.handler = SIG_DFL;
+    for (int sig = 1; sig <= 64; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &sa, NULL); /* EINVAL for glibc's reserved ones */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+            syscall(SYS_rt_sigaction, sig, &sa, NULL, sizeof(unsigned long));
+    unsigned long none = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
 }
 
 /* Mark every fd from `from` up close-on-exec: at execve the process keeps
@@ -970,11 +987,8 @@ static void finish_and_exec(struct oci_plan *p)
     /* runc: retry the chdir as the user, for a cwd only they may enter */
     if (chdir_failed && chdir(p->cwd) < 0)
         fail(p, OCI_STEP_CWD, errno, -1, p->cwd);
-    if (p->has_caps) {
-        if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
-            fail(p, OCI_STEP_CAPS, errno, -1, "clear keep capabilities");
-        set_capabilities(p);
-    }
+    if (p->has_caps && prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        fail(p, OCI_STEP_CAPS, errno, -1, "clear keep capabilities");
     umask(p->umask);
 
     if (p->apparmor_profile) {
@@ -990,10 +1004,30 @@ static void finish_and_exec(struct oci_plan *p)
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(p, OCI_STEP_NNP, errno, -1, "");
 
-    /* seccomp goes here, last before execve (issue 4) */
-
     cloexec_from(p, 3 + p->preserve_fds);
     reset_signals();
+
+    /* The seccomp filter is the last step before execve, so the user's
+     * profile can never block the runtime's own setup (runc loads it
+     * earlier when no_new_privs is off and trips over profiles that block
+     * getcwd).  Without no_new_privs, loading needs CAP_SYS_ADMIN: keep it
+     * for that one call if the final sets lack it; then only capset,
+     * prctl(PR_CAP_AMBIENT) and execve remain. */
+    const uint64_t sys_admin = 1ULL << 21;
+    int need_admin = p->seccomp_len && !p->no_new_privs && !(p->cap_effective & sys_admin);
+    if (need_admin)
+        capset_masks(p, p->cap_effective | sys_admin, p->cap_permitted | sys_admin);
+    else if (p->has_caps)
+        set_capabilities(p);
+    if (p->seccomp_len) {
+        struct sock_fprog prog;
+        prog.len = (unsigned short)(p->seccomp_len / sizeof(struct sock_filter));
+        prog.filter = (struct sock_filter *)p->seccomp_filter;
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, p->seccomp_flags, &prog) < 0)
+            fail(p, OCI_STEP_SECCOMP, errno, -1, "");
+    }
+    if (need_admin && p->has_caps)
+        set_capabilities(p);
     execve(p->exec_path, p->argv, p->envp);
     fail(p, OCI_STEP_EXEC, errno, -1, p->exec_path);
 }

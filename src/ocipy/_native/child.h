@@ -62,6 +62,7 @@ enum oci_step {
     OCI_STEP_CONSOLE,
     OCI_STEP_HOOK_CREATE_CONTAINER,
     OCI_STEP_HOOK_START_CONTAINER,
+    OCI_STEP_SECCOMP,
 };
 
 struct oci_msg {
@@ -173,6 +174,9 @@ struct oci_plan {
     const char *apparmor_profile; /* written to attr/apparmor/exec */
     const char *selinux_label;    /* written to attr/exec */
     int preserve_fds;
+    const unsigned char *seccomp_filter; /* classic BPF compiled by the parent (libseccomp) */
+    size_t seccomp_len;                   /* bytes: 8 per instruction; 0 for none */
+    unsigned int seccomp_flags;           /* SECCOMP_FILTER_FLAG_* */
 
     /* hooks run inside the container's namespaces */
     int hooks_sync;     /* stop before pivot_root: the parent runs its hooks and sends the state */

@@ -108,6 +108,9 @@ cdef extern from "child.h" nogil:
         const char *apparmor_profile
         const char *selinux_label
         int preserve_fds
+        const unsigned char *seccomp_filter
+        size_t seccomp_len
+        unsigned int seccomp_flags
         int hooks_sync
         oci_hook *create_container_hooks
         int n_create_container_hooks

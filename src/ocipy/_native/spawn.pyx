@@ -259,6 +259,11 @@ def spawn(dict plan):
         p.apparmor_profile = arena.s(proc.get("apparmor"))
         p.selinux_label = arena.s(proc.get("selinux"))
         p.preserve_fds = plan.get("preserve_fds", 0)
+        seccomp = proc.get("seccomp")
+        if seccomp is not None and seccomp["filter"]:
+            p.seccomp_filter = <const unsigned char *>arena.s(seccomp["filter"])
+            p.seccomp_len = len(seccomp["filter"])
+            p.seccomp_flags = seccomp.get("flags", 0)
 
     p.hooks_sync = plan.get("hooks_sync", False)
     create_hooks = plan.get("create_container_hooks", [])
