@@ -80,6 +80,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                 "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
                 "owner": _owner(),
                 "init_start": 0,
+                # who is creating it: a create killed half-way leaves
+                # "creating" behind, which `state` then reports as stopped
+                "creator": [os.getpid(), (st.proc_start_time(os.getpid()) or (0,))[0]],
             },
         }
         st.save(path, record)

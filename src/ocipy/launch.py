@@ -91,11 +91,14 @@ def write_id_maps(pid: int, plan: dict) -> None:
                                      e) from None
 
 
-def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None) -> int:
+def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
+           on_clone=None) -> int:
     """Clone the container's process and drive it until it is ready; return its pid.
 
     until_exec: (ocipy exec) also wait until the process has exec'd: the sync
     socket is close-on-exec, so EOF after READY means execve succeeded.
+    on_clone(pid): called right after clone, before the child may go on: the
+    place to put it in its cgroups, so every allocation is accounted.
     on_hooks(pid): called when the child's mounts are done and pivot_root is
     next; runs the runtime-namespace hooks and returns the state JSON the
     child hands to its createContainer/startContainer hooks.
@@ -112,6 +115,8 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None)
     pid, sock = native.spawn(native_plan)
     children = {pid}
     try:
+        if on_clone is not None:
+            on_clone(pid)
         os.write(sock, b"G")  # cgroups are in place
         while True:
             msg = native.recv_msg(sock)

@@ -99,7 +99,9 @@ def init_alive(state: dict) -> bool:
 def status(path: str, state: dict) -> str:
     """creating | created | running | paused | stopped, from the process itself."""
     if state.get("status") == "creating":
-        return "creating"
+        pid, start = state["ocipy"].get("creator") or (0, 0)
+        info = proc_start_time(pid) if pid else None
+        return "creating" if info and info[0] == start else "stopped"
     if not init_alive(state):
         return "stopped"
     if os.path.exists(os.path.join(path, FIFO_FILE)):

@@ -1,0 +1,92 @@
+"""State on disk and the status derived from the init process."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from ocipy import state as st
+from ocipy.errors import ContainerNotFound, OcipyError
+
+
+def record(pid: int, start: int, status: str = "created", creator=None) -> dict:
+    return {"ociVersion": "1.2.0", "id": "c", "status": status, "pid": pid, "bundle": "/b",
+            "ocipy": {"init_start": start, "created": "t", "creator": creator}}
+
+
+def start_of(pid: int) -> int:
+    return st.proc_start_time(pid)[0]
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a\0b", "x y", "a" * 1025])
+def test_ids_that_could_leave_the_state_dir_are_rejected(bad):
+    with pytest.raises(OcipyError):
+        st.check_id(bad)
+
+
+def test_a_good_id_is_accepted():
+    st.check_id("web-1_a+b.c")
+
+
+def test_state_dir_is_private_and_state_file_is_written_atomically(tmp_path):
+    path = st.make_dir(str(tmp_path / "root"), "c1")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+    st.save(path, {"a": 1})
+    st.save(path, {"a": 2})
+    assert stat.S_IMODE(os.stat(os.path.join(path, "state.json")).st_mode) == 0o600
+    assert os.listdir(path) == ["state.json"]  # no temp file left behind
+    assert st.load(str(tmp_path / "root"), "c1")[1] == {"a": 2}
+
+
+def test_an_id_in_use_is_refused(tmp_path):
+    st.make_dir(str(tmp_path), "c1")
+    with pytest.raises(OcipyError, match="already exists"):
+        st.make_dir(str(tmp_path), "c1")
+
+
+def test_a_missing_container_is_reported_by_id(tmp_path):
+    with pytest.raises(ContainerNotFound, match='container "nope" does not exist'):
+        st.load(str(tmp_path), "nope")
+
+
+def test_a_live_init_is_created_while_the_fifo_exists_then_running(tmp_path):
+    me = os.getpid()
+    rec = record(me, start_of(me))
+    os.mkfifo(tmp_path / st.FIFO_FILE)
+    assert st.status(str(tmp_path), rec) == "created"
+    os.unlink(tmp_path / st.FIFO_FILE)
+    assert st.status(str(tmp_path), rec) == "running"
+
+
+def test_a_recycled_pid_is_not_the_container(tmp_path):
+    me = os.getpid()
+    assert st.status(str(tmp_path), record(me, start_of(me) + 1)) == "stopped"
+
+
+def test_a_gone_or_zombie_init_is_stopped(tmp_path):
+    proc = subprocess.Popen(["true"])
+    start = start_of(proc.pid)
+    rec = record(proc.pid, start)
+    # not reaped yet: a zombie counts as stopped
+    while st.proc_start_time(proc.pid)[1] != "Z":
+        os.sched_yield()
+    assert st.status(str(tmp_path), rec) == "stopped"
+    proc.wait()
+    assert st.status(str(tmp_path), rec) == "stopped"
+
+
+def test_creating_is_reported_only_while_the_creator_lives(tmp_path):
+    me = os.getpid()
+    assert st.status(str(tmp_path), record(0, 0, "creating", [me, start_of(me)])) == "creating"
+    proc = subprocess.Popen(["true"])
+    gone = [proc.pid, start_of(proc.pid)]
+    proc.wait()
+    assert st.status(str(tmp_path), record(0, 0, "creating", gone)) == "stopped"
+
+
+def test_the_public_state_reports_no_pid_once_stopped():
+    doc = st.public(record(1234, 1), "stopped")
+    assert doc["pid"] == 0 and doc["status"] == "stopped"
+    assert set(doc) >= {"ociVersion", "id", "status", "pid", "bundle"}
