@@ -49,8 +49,9 @@ $(STAMP)/venv: $(STAMP)/apt
 	$(PY) -m pip install -q $(PIP_PACKAGES)
 	@touch $@
 
-$(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) setup.py pyproject.toml
+$(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) setup.py pyproject.toml src/ocipy/launcher.py
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	$(PY) -m ocipy.launcher $(OCIPY)
 	@touch $@
 
 bundles: $(STAMP)/apt

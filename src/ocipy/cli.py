@@ -2,102 +2,247 @@
 dockerd can call ocipy where they call runc.  It only parses and calls
 ocipy.container; every failure becomes one `ocipy: <what>: <why>` line on
 stderr, exit status 1, and an error entry in the --log file.
+
+The parser is a small table instead of argparse: every invocation pays for
+its imports, and `ocipy state` must not pay 6 ms for argparse, re and enum.
+Like runc (Go's flag package under urfave/cli) it takes `--opt value`,
+`--opt=value` and single-dash long options (`-bundle`).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
 from ocipy.errors import OcipyError
 
+FLAG, VALUE, INT, LIST, INT_LIST = "flag", "value", "int", "list", "int_list"
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's exit 2 -> runc's exit 1
-        raise OcipyError(f"{self.prog}: {message}")
+# (names, dest, kind, default, help)
+GLOBAL_OPTIONS = (
+    (("--root",), "root", VALUE, None, "state directory (default /run/ocipy)"),
+    (("--log",), "log", VALUE, None, "log file (default: none)"),
+    (("--log-format",), "log_format", VALUE, "text", "log format: text or json"),
+    (("--debug",), "debug", FLAG, False, "log debug messages"),
+    (("--systemd-cgroup",), "systemd_cgroup", FLAG, False,
+     "use systemd to manage cgroups (not supported yet)"),
+    (("--rootless",), "rootless", VALUE, "auto", "auto, true or false"),
+    (("--criu",), "criu", VALUE, None, "(accepted for runc compatibility; unused)"),
+    (("-v", "--version"), "version", FLAG, False, "print the version"),
+    (("-h", "--help"), "help", FLAG, False, "print this help"),
+)
+
+_CREATE_OPTIONS = (
+    (("-b", "--bundle"), "bundle", VALUE, ".", "bundle directory (default: .)"),
+    (("--pid-file",), "pid_file", VALUE, None, "write the init's pid here"),
+    (("--console-socket",), "console_socket", VALUE, None,
+     "unix socket to send the pty master to"),
+    (("--no-pivot",), "no_pivot", FLAG, False, "use MS_MOVE+chroot, not pivot_root"),
+    (("--no-new-keyring",), "no_new_keyring", FLAG, False,
+     "keep the caller's session keyring"),
+    (("--preserve-fds",), "preserve_fds", INT, 0,
+     "pass this many fds from 3 up to the container"),
+)
+
+# command -> (summary, options, positionals); a positional ending in "?" is
+# optional, "..." takes the rest of the command line
+COMMANDS = {
+    "create": ("create a container and leave it waiting for start", _CREATE_OPTIONS, ("ID",)),
+    "start": ("start the process of a created container", (), ("ID",)),
+    "state": ("print the state of a container as JSON", (), ("ID",)),
+    "kill": ("send a signal to a container's init (default TERM)",
+             ((("-a", "--all"), "all", FLAG, False, "signal every process"),),
+             ("ID", "SIGNAL?")),
+    "delete": ("delete a stopped container",
+               ((("-f", "--force"), "force", FLAG, False, "kill it first if it runs"),),
+               ("ID",)),
+    "run": ("create and start a container", _CREATE_OPTIONS + (
+        (("-d", "--detach"), "detach", FLAG, False, "do not wait for it"),
+        (("--keep",), "keep", FLAG, False, "keep it after it exits"),
+    ), ("ID",)),
+    "exec": ("run a new process inside a container", (
+        (("-p", "--process"), "process", VALUE, None, "a process.json to run instead of ARGS"),
+        (("-t", "--tty"), "tty", FLAG, False, "allocate a pseudo-TTY"),
+        (("--console-socket",), "console_socket", VALUE, None, "unix socket for the pty master"),
+        (("-d", "--detach"), "detach", FLAG, False, "do not wait for the process"),
+        (("--pid-file",), "pid_file", VALUE, None, "write the process's pid here"),
+        (("--cwd",), "cwd", VALUE, None, "working directory inside the container"),
+        (("-e", "--env"), "env", LIST, None, "K=V to add to the environment"),
+        (("-u", "--user"), "user", VALUE, None, "UID[:GID]"),
+        (("-g", "--additional-gids"), "additional_gids", INT_LIST, None,
+         "an additional group id"),
+        (("-c", "--cap"), "cap", LIST, None, "add a capability"),
+        (("--no-new-privs",), "no_new_privs", FLAG, False, "set no_new_privs"),
+        (("--apparmor",), "apparmor", VALUE, None, "AppArmor profile"),
+        (("--process-label",), "process_label", VALUE, None, "SELinux label"),
+        (("--preserve-fds",), "preserve_fds", INT, 0,
+         "pass this many fds from 3 up to the process"),
+    ), ("ID", "ARGS...")),
+    "list": ("list containers", (
+        (("-f", "--format"), "format", VALUE, "table", "table or json"),
+        (("-q", "--quiet"), "quiet", FLAG, False, "print only ids"),
+    ), ()),
+    "spec": ("write a default config.json", (
+        (("-b", "--bundle"), "bundle", VALUE, ".", "bundle directory (default: .)"),
+        (("--rootless",), "rootless", FLAG, False, "a config for rootless containers"),
+    ), ()),
+    "features": ("print the features this build supports, as JSON", (), ()),
+}
+
+_CHOICES = {"log_format": ("text", "json"), "rootless": ("auto", "true", "false"),
+            "format": ("table", "json")}
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from ocipy.state import DEFAULT_ROOT
+class Args:
+    """The parsed command line: one attribute per option, plus the positionals."""
 
-    p = _Parser(prog="ocipy", description="Run containers from OCI bundles (a runc-compatible "
-                "OCI runtime).")
-    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
-    p.add_argument("--log", default=None, help="log file (default: none)")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    p.add_argument("--debug", action="store_true", help="log debug messages")
-    p.add_argument("--systemd-cgroup", action="store_true",
-                   help="use systemd to manage cgroups (not supported yet)")
-    p.add_argument("--rootless", default="auto", choices=("auto", "true", "false"))
-    p.add_argument("--criu", default=None, help=argparse.SUPPRESS)
-    p.add_argument("-v", "--version", action="store_true", help="print the version")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    command: str | None = None
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text)
+    def __init__(self, options) -> None:
+        for _, dest, kind, default, _ in options:
+            setattr(self, dest, [] if kind in (LIST, INT_LIST) else default)
 
-    def create_flags(c: argparse.ArgumentParser) -> None:
-        c.add_argument("-b", "--bundle", default=".", help="bundle directory (default: .)")
-        c.add_argument("--pid-file", default=None, help="write the init's pid here")
-        c.add_argument("--console-socket", default=None,
-                       help="unix socket to send the pty master to")
-        c.add_argument("--no-pivot", action="store_true", help="use MS_MOVE+chroot, not pivot_root")
-        c.add_argument("--no-new-keyring", action="store_true",
-                       help="keep the caller's session keyring")
-        c.add_argument("--preserve-fds", type=int, default=0,
-                       help="pass this many fds from 3 up to the container")
-        c.add_argument("container_id", metavar="ID")
 
-    create_flags(command("create", "create a container and leave it waiting for start"))
-    c = command("start", "start the process of a created container")
-    c.add_argument("container_id", metavar="ID")
-    c = command("state", "print the state of a container as JSON")
-    c.add_argument("container_id", metavar="ID")
-    c = command("kill", "send a signal to a container's init (default TERM)")
-    c.add_argument("-a", "--all", action="store_true", help="signal every process")
-    c.add_argument("container_id", metavar="ID")
-    c.add_argument("signal", nargs="?", default="TERM", metavar="SIGNAL")
-    c = command("delete", "delete a stopped container")
-    c.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
-    c.add_argument("container_id", metavar="ID")
-    c = command("run", "create and start a container")
-    create_flags(c)
-    c.add_argument("-d", "--detach", action="store_true", help="do not wait for it")
-    c.add_argument("--keep", action="store_true", help="keep it after it exits")
-    c = command("exec", "run a new process inside a container")
-    c.add_argument("--process", "-p", default=None, help="a process.json to run instead of ARGS")
-    c.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
-    c.add_argument("--console-socket", default=None, help="unix socket for the pty master")
-    c.add_argument("-d", "--detach", action="store_true", help="do not wait for the process")
-    c.add_argument("--pid-file", default=None, help="write the process's pid here")
-    c.add_argument("--cwd", default=None, help="working directory inside the container")
-    c.add_argument("-e", "--env", action="append", default=[], help="K=V to add to the env")
-    c.add_argument("-u", "--user", default=None, help="UID[:GID]")
-    c.add_argument("-g", "--additional-gids", action="append", type=int, default=[],
-                   help="additional group id")
-    c.add_argument("-c", "--cap", action="append", default=[], help="add a capability")
-    c.add_argument("--no-new-privs", action="store_true", help="set no_new_privs")
-    c.add_argument("--apparmor", default=None, help="AppArmor profile")
-    c.add_argument("--process-label", default=None, help="SELinux label")
-    c.add_argument("--preserve-fds", type=int, default=0,
-                   help="pass this many fds from 3 up to the process")
-    c.add_argument("container_id", metavar="ID")
-    c.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
-    c = command("list", "list containers")
-    c.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    c.add_argument("-q", "--quiet", action="store_true", help="print only ids")
-    c = command("spec", "write a default config.json")
-    c.add_argument("-b", "--bundle", default=".", help="bundle directory (default: .)")
-    c.add_argument("--rootless", action="store_true", help="a config for rootless containers")
-    command("features", "print the features this build supports, as JSON")
-    return p
+class _UsageError(OcipyError):
+    pass
+
+
+def _lookup(options, arg: str):
+    name, eq, value = arg.partition("=")
+    if not name.startswith("--") and len(name) > 2:
+        name = "-" + name  # Go's flag package: -bundle means --bundle
+    for spec in options:
+        if name in spec[0]:
+            return spec, (value if eq else None)
+    return None, None
+
+
+def _set(args: Args, spec, value: str, where: str) -> None:
+    """where: "" or "<command>: ", the prefix of an error message."""
+    names, dest, kind, _, _ = spec
+    if kind in (INT, INT_LIST):
+        try:
+            number = int(value)
+        except ValueError:
+            raise _UsageError(f"{where}invalid value \"{value}\" for {names[-1]}: "
+                              "not a number") from None
+        if kind == INT:
+            setattr(args, dest, number)
+        else:
+            getattr(args, dest).append(number)
+    elif kind == LIST:
+        getattr(args, dest).append(value)
+    else:
+        if dest in _CHOICES and value not in _CHOICES[dest]:
+            raise _UsageError(f"{where}invalid value \"{value}\" for {names[-1]}: "
+                              f"choose from {', '.join(_CHOICES[dest])}")
+        setattr(args, dest, value)
+
+
+def parse(argv: list[str]) -> Args:
+    args = Args(GLOBAL_OPTIONS)
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        i = _option(args, GLOBAL_OPTIONS, argv, i, "")
+    if i == len(argv):
+        return args
+    command = argv[i]
+    if command not in COMMANDS:
+        raise _UsageError(f'unknown command "{command}"', "see ocipy --help")
+    args.command = command
+    _, options, positionals = COMMANDS[command]
+    options = options + ((("-h", "--help"), "help", FLAG, False, "print this help"),)
+    for spec in options:
+        _, dest, kind, default, _ = spec
+        setattr(args, dest, [] if kind in (LIST, INT_LIST) else default)
+    found: list[str] = []
+    i += 1
+    rest_after_id = positionals[-1:] == ("ARGS...",)
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            found.extend(argv[i + 1:])
+            break
+        if rest_after_id and found:
+            found.extend(argv[i:])  # exec: everything after the ID is the command
+            break
+        if arg.startswith("-") and arg != "-":
+            i = _option(args, options, argv, i, command)
+            continue
+        found.append(arg)
+        i += 1
+    if args.help:
+        return args
+    _positionals(args, command, positionals, found)
+    return args
+
+
+def _option(args: Args, options, argv: list[str], i: int, command: str) -> int:
+    where = f"{command}: " if command else ""
+    spec, value = _lookup(options, argv[i])
+    if spec is None:
+        raise _UsageError(f"{where}flag provided but not defined: {argv[i].split('=')[0]}")
+    if spec[2] == FLAG:
+        if value is not None:
+            setattr(args, spec[1], value.lower() in ("1", "true", "yes"))
+        else:
+            setattr(args, spec[1], True)
+        return i + 1
+    if value is None:
+        if i + 1 >= len(argv):
+            raise _UsageError(f"{where}flag needs an argument: {argv[i]}")
+        value = argv[i + 1]
+        i += 1
+    _set(args, spec, value, where)
+    return i + 1
+
+
+def _positionals(args: Args, command: str, names, found: list[str]) -> None:
+    required = [n for n in names if not n.endswith(("?", "..."))]
+    if len(found) < len(required):
+        raise _UsageError(f'"ocipy {command}" requires a container id'
+                          if "ID" in required else f'"ocipy {command}" needs an argument')
+    values = list(found)
+    for name in names:
+        dest = {"ID": "container_id", "SIGNAL?": "signal", "ARGS...": "args"}[name]
+        if name == "ARGS...":
+            setattr(args, dest, values)
+            values = []
+        else:
+            setattr(args, dest, values.pop(0) if values else None)
+    if values:
+        raise _UsageError(f'"ocipy {command}": unexpected argument "{values[0]}"')
+
+
+def usage(command: str | None) -> str:
+    def table(options) -> str:
+        rows = []
+        for names, _, kind, default, text in options:
+            flag = ", ".join(names) + ("" if kind == FLAG else " VALUE")
+            rows.append(f"   {flag:<28} {text}")
+        return "\n".join(rows)
+
+    if command is None:
+        lines = ["usage: ocipy [global options] COMMAND [options] [arguments]", "",
+                 "An OCI runtime with runc's command line.", "", "commands:"]
+        lines += [f"   {name:<10} {summary}" for name, (summary, _, _) in COMMANDS.items()]
+        lines += ["", "global options:", table(GLOBAL_OPTIONS)]
+        return "\n".join(lines) + "\n"
+    summary, options, positionals = COMMANDS[command]
+    shown = " ".join(f"[{p[:-1]}]" if p.endswith("?") else p for p in positionals)
+    lines = [f"usage: ocipy {command} [options] {shown}".rstrip(), "",
+             summary]
+    if options:
+        lines += ["", "options:", table(options)]
+    return "\n".join(lines) + "\n"
 
 
 def _print_json(doc) -> None:
-    sys.stdout.write(json.dumps(doc, indent=4) + "\n")  # as runc prints state and features
+    from ocipy._fastjson import dumps
+
+    sys.stdout.write(dumps(doc, indent=4) + "\n")  # as runc prints state and features
 
 
 def _list(root: str, fmt: str, quiet: bool) -> None:
+    from ocipy._fastjson import dumps
     from ocipy.container import list_containers
 
     found = list_containers(root)
@@ -105,7 +250,7 @@ def _list(root: str, fmt: str, quiet: bool) -> None:
         sys.stdout.write("".join(f"{c['id']}\n" for c in found))
         return
     if fmt == "json":
-        sys.stdout.write(json.dumps(found) + "\n")
+        sys.stdout.write(dumps(found) + "\n")
         return
     # runc: tabwriter with minwidth 12, padding 3
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
@@ -116,7 +261,7 @@ def _list(root: str, fmt: str, quiet: bool) -> None:
         sys.stdout.write("".join(cell.ljust(w) for cell, w in zip(r, widths)) + r[5] + "\n")
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: Args) -> int:
     from ocipy import container
 
     cmd = args.command
@@ -140,7 +285,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif cmd == "kill":
         from ocipy.signals import parse_signal
 
-        sig = parse_signal(args.signal)
+        sig = parse_signal(args.signal or "TERM")
         container.kill(args.root, args.container_id, sig, all_processes=args.all)
     elif cmd == "delete":
         container.delete(args.root, args.container_id, force=args.force)
@@ -161,23 +306,24 @@ class ExecFailed(OcipyError):
     """runc exec exits 255 when the process could not be started."""
 
 
-def _exec(args: argparse.Namespace) -> int:
+def _exec(args: Args) -> int:
     from ocipy import container
     from ocipy.state import load
 
     try:
         if args.process:
+            from ocipy._fastjson import loads
+
             try:
-                with open(args.process) as f:
-                    process = json.load(f)
+                with open(args.process, "rb") as f:
+                    process = loads(f.read())
             except (OSError, ValueError) as e:
                 raise OcipyError(f'read the process file "{args.process}"', str(e)) from None
         else:
             _, record = load(args.root, args.container_id)
-            base = (container._config_of(record).get("process") or {})
-            argv = args.args[1:] if args.args[:1] == ["--"] else args.args
+            base = container._config_of(record).get("process") or {}
             process = container.exec_process_spec(
-                base, args=argv, env=args.env, cwd=args.cwd, user=args.user,
+                base, args=args.args, env=args.env, cwd=args.cwd, user=args.user,
                 additional_gids=args.additional_gids, caps=args.cap,
                 no_new_privs=args.no_new_privs, apparmor=args.apparmor,
                 label=args.process_label, tty=args.tty)
@@ -190,11 +336,10 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    import platform
-
     from ocipy import OCI_VERSION, __version__
 
-    return f"ocipy version {__version__}\nspec: {OCI_VERSION}\npython: {platform.python_version()}\n"
+    python = ".".join(map(str, sys.version_info[:3]))
+    return f"ocipy version {__version__}\nspec: {OCI_VERSION}\npython: {python}\n"
 
 
 def main(argv: list[str]) -> int:
@@ -202,15 +347,18 @@ def main(argv: list[str]) -> int:
 
     log = Log()
     try:
-        parser = _build_parser()
-        args = parser.parse_args(argv)
+        args = parse(argv)
+        if args.root is None:
+            from ocipy.state import DEFAULT_ROOT
+
+            args.root = DEFAULT_ROOT
         log = Log(args.log, args.log_format, args.debug)
         set_current(log)
         if args.version:
             sys.stdout.write(_version())
             return 0
-        if not args.command:
-            parser.print_help()
+        if args.help or not args.command:
+            sys.stdout.write(usage(args.command))
             return 0
         log.debug(f"ocipy {' '.join(argv)}")
         return _dispatch(args)

@@ -8,10 +8,11 @@ so `ocipy state` or `ocipy kill` pay for json and the state module only.
 from __future__ import annotations
 
 import os
-import signal
 
 from ocipy import state as st
 from ocipy.errors import ContainerNotRunning, OcipyError
+
+_SIGKILL = 9  # the signal module imports enum: keep it off the hot path
 
 # How long `start` waits for an init that never opens its fifo, and `delete
 # --force` for a killed init to go away, before reporting a failure.
@@ -235,7 +236,7 @@ def start(root: str, container_id: str) -> None:
             # container is stopped so it does not run half-started (as runc)
             for pid in container_pids(record):
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, _SIGKILL)
                 except ProcessLookupError:
                     pass
             raise
@@ -255,11 +256,11 @@ def _exec_error(record: dict, data: bytes) -> OcipyError:
 
 def _config_of(record: dict) -> dict:
     """The config, for wording an error; an empty one if it cannot be read."""
-    import json
+    from ocipy._fastjson import loads
 
     try:
-        with open(os.path.join(record["bundle"], "config.json")) as f:
-            return json.load(f)
+        with open(os.path.join(record["bundle"], "config.json"), "rb") as f:
+            return loads(f.read())
     except (OSError, ValueError):
         return {}
 
@@ -293,7 +294,9 @@ def _signal_init(record: dict, sig: int) -> None:
     try:
         if not st.init_alive(record):
             raise ContainerNotRunning()
-        signal.pidfd_send_signal(pidfd, sig)
+        import _signal
+
+        _signal.pidfd_send_signal(pidfd, sig)
     except ProcessLookupError:
         raise ContainerNotRunning() from None
     finally:
@@ -335,7 +338,7 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
                              "it is still being created")
         for pid in container_pids(record):
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, _SIGKILL)
             except ProcessLookupError:
                 pass
         _wait_stopped(record)
@@ -360,7 +363,7 @@ def _wait_stopped(record: dict) -> None:
 
 def _kill_and_wait(pid: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, _SIGKILL)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
@@ -420,8 +423,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code  # killed by a signal: 128+N, as runc
     finally:
-        for sig, handler in forwarded.items():
-            signal.signal(sig, handler)
+        _restore_signals(forwarded)
     if not keep:
         delete(root, container_id, force=True)
     return code
@@ -450,6 +452,8 @@ def _cleanup_after_failed_run(root: str, container_id: str, init: int) -> None:
 
 def _forward_signals(pid: int) -> dict:
     """While `run` waits, every signal it receives goes to the container's init."""
+    import signal
+
     def forward(sig, _frame):
         try:
             os.kill(pid, sig)
@@ -458,7 +462,7 @@ def _forward_signals(pid: int) -> dict:
 
     previous = {}
     for sig in signal.valid_signals():
-        if sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGWINCH):
+        if sig in (_SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGWINCH):
             continue
         if sig >= signal.SIGRTMIN:
             continue
@@ -467,6 +471,13 @@ def _forward_signals(pid: int) -> dict:
         except (OSError, ValueError):
             pass
     return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    import signal
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def list_containers(root: str) -> list[dict]:
@@ -560,8 +571,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
             proxy(master)
         _, status_word = os.waitpid(pid, 0)
     finally:
-        for sig, handler in forwarded.items():
-            signal.signal(sig, handler)
+        _restore_signals(forwarded)
     code = os.waitstatus_to_exitcode(status_word)
     return 128 - code if code < 0 else code
 

@@ -6,9 +6,10 @@ nothing is written (errors still go to stderr).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
+
+from ocipy._fastjson import dumps
 
 
 class Log:
@@ -22,9 +23,9 @@ class Log:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": now})
+            line = dumps({"level": level, "msg": msg, "time": now})
         else:
-            line = f'time="{now}" level={level} msg={json.dumps(msg)}'
+            line = f'time="{now}" level={level} msg={dumps(msg)}'
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:

@@ -11,8 +11,9 @@ files 0600.
 """
 from __future__ import annotations
 
-import json
 import os
+
+from ocipy import _fastjson
 
 from ocipy.errors import ContainerNotFound, OcipyError
 
@@ -48,7 +49,7 @@ def make_dir(root: str, container_id: str) -> str:
 
 
 def save(path: str, state: dict) -> None:
-    data = json.dumps(state, separators=(",", ":")).encode()
+    data = _fastjson.dumps(state).encode()
     tmp = os.path.join(path, f".{STATE_FILE}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -68,7 +69,7 @@ def load(root: str, container_id: str) -> tuple[str, dict]:
         data = os.read(fd, 1 << 20)
     finally:
         os.close(fd)
-    return path, json.loads(data)
+    return path, _fastjson.loads(data)
 
 
 def proc_start_time(pid: int) -> tuple[int, str] | None:
