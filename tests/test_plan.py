@@ -104,10 +104,9 @@ def test_mappings_without_a_user_namespace_are_an_error(bundle):
         make(cfg, bundle)
 
 
-def test_a_mount_namespace_is_required(bundle):
-    with pytest.raises(ConfigError) as e:
-        make(with_namespaces("pid"), bundle)
-    assert e.value.path == "linux.namespaces"
+def test_without_a_mount_namespace_the_tree_is_built_in_ours(bundle):
+    assert make(with_namespaces("pid"), bundle)["host_mount_ns"]
+    assert not make(with_namespaces("pid", "mount"), bundle)["host_mount_ns"]
 
 
 def test_time_offsets_need_a_time_namespace(bundle):
@@ -129,8 +128,6 @@ def test_time_offsets_become_the_timens_offsets_text(bundle):
 @given(hs.sets(hs.sampled_from(ALL)), hs.sets(hs.sampled_from(ALL)))
 def test_every_namespace_is_created_exactly_once_or_joined(tmp_path_factory, new, joined):
     joined -= new
-    new |= {"mount"}
-    joined -= {"mount"}
     bundle = tmp_path_factory.mktemp("b")
     os.mkdir(bundle / "rootfs")
     plan = make(with_namespaces(*sorted(new), **{k: f"/x/{k}" for k in sorted(joined)}),

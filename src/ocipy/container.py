@@ -109,14 +109,20 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                 raise
             return creating + b"\0" + hooks.state_json(record, "created", pid)
 
+        host_top = _top_mount(plan["rootfs"]) if plan["host_mount_ns"] else None
         try:
             init = launch(plan, config, on_hooks=runtime_hooks)
-        except OcipyError:
+        except BaseException:
+            if plan["host_mount_ns"]:
+                _detach_ours(plan["rootfs"], host_top)
             if hook_failed:
                 # runtime.md: a failed prestart/createRuntime hook stops the
                 # container and the lifecycle goes on at delete: poststop
                 hooks.run_poststop(config, hooks.state_json(record, "stopped", 0))
             raise
+        if plan["host_mount_ns"]:
+            # the tree the child built in our mount namespace: delete detaches it
+            record["ocipy"]["host_mount"] = [plan["rootfs"], _top_mount(plan["rootfs"])]
         info = st.proc_start_time(init)
         record["status"] = "created"
         record["pid"] = init
@@ -127,9 +133,35 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     except BaseException:
         if init:
             _kill_and_wait(init)
+            if plan["host_mount_ns"]:
+                _detach_ours(plan["rootfs"], host_top)
         _remove_dir(path)
         raise
     return init
+
+
+def _top_mount(path: str) -> int:
+    """The id of the topmost mount at path in our mount namespace, 0 if none."""
+    escaped = path.replace("\\", "\\134").replace(" ", "\\040").replace("\n", "\\012")
+    top = 0
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" ", 5)
+            if fields[4] == escaped:
+                top = int(fields[0])
+    return top
+
+
+def _detach_ours(path: str, before: int | None) -> None:
+    """Detach the mount tree a container without a mount namespace left at
+    path, if the topmost mount there is not the one that was there before."""
+    from ocipy._native.spawn import detach_mount
+
+    if _top_mount(path) not in (before, 0):
+        try:
+            detach_mount(path)
+        except OSError:
+            pass
 
 
 def _owner() -> str:
@@ -342,6 +374,15 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
             except ProcessLookupError:
                 pass
         _wait_stopped(record)
+    host_mount = record["ocipy"].get("host_mount")
+    if host_mount and _top_mount(host_mount[0]) == host_mount[1]:
+        from ocipy._native.spawn import detach_mount
+
+        try:
+            detach_mount(host_mount[0])
+        except OSError as e:
+            raise OcipyError.from_os(f'detach the rootfs mounts at "{host_mount[0]}"', e) \
+                from None
     config = _config_of(record) if "hooks" in record else None
     _remove_dir(path)
     if config and (config.get("hooks") or {}).get("poststop"):

@@ -110,8 +110,15 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
     from ocipy.plan import NAMESPACE_FLAGS
 
     kinds = {flag: name for name, flag in NAMESPACE_FLAGS.items()}
+    mounts = plan.get("mounts", [])
+    if plan.get("bind_devices"):
+        # in a user namespace the container's root may be unable to walk to
+        # a bind source: clone it here, on the host side.  Otherwise a plain
+        # bind inside the new mount namespace keeps the mounts in config
+        # order in mountinfo, which runtime-tools checks.
+        mounts = open_bind_sources(mounts)
     native_plan = dict(plan, joins=open_namespaces(plan.get("joins", []), kinds),
-                       mounts=open_bind_sources(plan.get("mounts", [])))
+                       mounts=mounts)
     pid, sock = native.spawn(native_plan)
     children = {pid}
     try:

@@ -110,15 +110,18 @@ def plan_container(config: dict, bundle: str, *, container_id: str, host: Host,
     rootfs = os.path.normpath(os.path.join(bundle, root.get("path", "rootfs")))
     if not os.path.isdir(rootfs):
         raise ConfigError("root.path", f"rootfs {rootfs!r} does not exist or is not a directory")
-    if "mount" not in namespaces:
-        # Without a mount namespace pivot_root would move the host's root.
-        raise ConfigError("linux.namespaces", "a mount namespace is required")
+    # Without a mount namespace the container shares ours (runtime.md: an
+    # unlisted namespace is inherited): the child builds the rootfs tree in
+    # our namespace and chroots; ocipy detaches the tree at delete.
     plan.update(setup_rootfs=True, rootfs=os.path.realpath(rootfs),
-                root_readonly=bool(root.get("readonly")), no_pivot=no_pivot)
+                root_readonly=bool(root.get("readonly")), no_pivot=no_pivot,
+                host_mount_ns="mount" not in namespaces)
     plan_propagation(linux, plan)
     plan["mounts"] = plan_mounts(config.get("mounts") or [], bundle, host)
     dev_bound = any(m["dest"] == "/dev" and m["is_bind"] for m in plan["mounts"])
     plan["make_devices"] = not dev_bound
+    # in a user namespace mknod is refused and host paths may be out of
+    # reach: devices are bound from the host, bind sources cloned by the parent
     plan["bind_devices"] = "user" in namespaces
     plan["devices"] = plan_devices(linux.get("devices") or [])
     plan["masked"] = list(linux.get("maskedPaths") or [])

@@ -515,6 +515,17 @@ static const char *start_state(struct oci_plan *p)
 
 static void pivot_into(struct oci_plan *p)
 {
+    if (p->host_mount_ns) {
+        /* we share the runtime's mount namespace: pivot_root or MS_MOVE
+         * would change the host's root; chroot is all there is (runc too) */
+        if (chdir(p->rootfs) < 0)
+            fail(p, OCI_STEP_PIVOT, errno, -1, p->rootfs);
+        if (chroot(".") < 0)
+            fail(p, OCI_STEP_PIVOT, errno, -1, "chroot");
+        if (chdir("/") < 0)
+            fail(p, OCI_STEP_PIVOT, errno, -1, "/");
+        return;
+    }
     if (p->no_pivot) {
         /* runc --no-pivot: move the rootfs over / and chroot into it */
         if (chdir(p->rootfs) < 0)
@@ -625,7 +636,7 @@ static void setup_rootfs(struct oci_plan *p)
      * already; with "unbindable" that makes the bind below fail and with
      * "shared" it leaks mounts to the host, so the requested propagation is
      * applied to the container's root after pivot_root instead. */
-    if (mount(NULL, "/", NULL, p->initial_propagation, NULL) < 0)
+    if (!p->host_mount_ns && mount(NULL, "/", NULL, p->initial_propagation, NULL) < 0)
         fail(p, OCI_STEP_PROPAGATION, errno, -1, "/");
     if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         fail(p, OCI_STEP_ROOTFS, errno, -1, p->rootfs);

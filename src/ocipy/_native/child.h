@@ -135,6 +135,7 @@ struct oci_plan {
     unsigned long initial_propagation;/* applied recursively to / before anything */
     int root_readonly;
     int no_pivot;
+    int host_mount_ns;  /* no mount namespace: build the tree in ours, then chroot */
     struct oci_mount *mounts;
     int n_mounts;
     int make_devices;   /* /dev is ours: create devices, links, ptmx */

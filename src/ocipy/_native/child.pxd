@@ -66,6 +66,7 @@ cdef extern from "child.h" nogil:
         unsigned long initial_propagation
         int root_readonly
         int no_pivot
+        int host_mount_ns
         oci_mount *mounts
         int n_mounts
         int make_devices

@@ -166,6 +166,7 @@ def spawn(dict plan):
     p.initial_propagation = plan.get("initial_propagation", 0)
     p.root_readonly = plan.get("root_readonly", False)
     p.no_pivot = plan.get("no_pivot", False)
+    p.host_mount_ns = plan.get("host_mount_ns", False)
 
     mounts = plan.get("mounts", [])
     p.mounts = <oci_mount *>arena.alloc(len(mounts), sizeof(oci_mount))
@@ -383,3 +384,16 @@ def decode_msg(bytes data):
 
 
 MSG_SIZE = sizeof(oci_msg)
+
+
+cdef extern from "<sys/mount.h>" nogil:
+    int umount2(const char *target, int flags)
+    enum:
+        MNT_DETACH
+
+
+def detach_mount(path):
+    """umount2(path, MNT_DETACH): the topmost mount at path and all below it."""
+    cdef bytes b = path.encode() if isinstance(path, str) else path
+    if umount2(b, MNT_DETACH) < 0:
+        raise OSError(errno, f"umount {path}")
