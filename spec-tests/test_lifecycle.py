@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -258,3 +259,26 @@ def test_delete_force_kills_and_removes_a_running_container(runtime, bundle, uti
     assert runtime.wait(cid, timeout=5) == -signal.SIGKILL
     assert runtime.cmd("state", cid).returncode == 1
     assert runtime.ids() == []
+
+
+@pytest.mark.parametrize("how", [("delete", "--force"), ("kill", "--all", "KILL")])
+def test_without_a_pid_namespace_only_the_containers_processes_are_killed(runtime, bundle,
+                                                                          util, how):
+    # A container that shares the host's pid namespace must not take the
+    # host's processes with it: a process of ours must survive.
+    sentinel = subprocess.Popen(["sleep", "1000"])
+    try:
+        bundle.remove_namespace("pid")
+        bundle.sh(SLEEPER)
+        cid = runtime.new_id()
+        runtime.create(cid, bundle)
+        runtime.start(cid)
+        runtime.wait_output(cid, "started")
+        runtime.cmd(how[0], *how[1:2], cid, *how[2:], check=True)
+        assert runtime.wait(cid, timeout=5) == -signal.SIGKILL
+        assert sentinel.poll() is None, "the runtime killed a process outside the container"
+        if how[0] == "kill":
+            runtime.delete(cid)
+    finally:
+        sentinel.kill()
+        sentinel.wait()

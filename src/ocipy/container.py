@@ -336,13 +336,21 @@ def _signal_init(record: dict, sig: int) -> None:
 
 
 def container_pids(record: dict) -> list[int]:
-    """Every process in the container's pid namespace (the init's), init first."""
+    """Every process in the container's pid namespace (the init's), init first.
+
+    Only a pid namespace of the container's own tells its processes apart:
+    a container that shares ours (no pid namespace in its config) would
+    otherwise take in every process of the host.  Then only the init.
+    """
     init = record["pid"]
     try:
         ns = os.stat(f"/proc/{init}/ns/pid")
+        ours = os.stat("/proc/self/ns/pid")
     except OSError:
         return []
     pids = [init]
+    if (ns.st_ino, ns.st_dev) == (ours.st_ino, ours.st_dev):
+        return pids
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == init:
             continue
