@@ -10,9 +10,7 @@ numbers the kernel has no signal for, which runc only learns from kill(2).
 
 from __future__ import annotations
 
-import json
-import re
-import signal as _signal
+import _signal  # the C module: the signal package imports enum (ms at start-up)
 
 from ocipy.errors import OcipyError
 
@@ -57,14 +55,37 @@ _SIGNALS: dict[str, int] = {
 SIGRTMIN: int = int(_signal.SIGRTMIN)
 SIGRTMAX: int = int(_signal.SIGRTMAX)
 
-# strconv.Atoi syntax: optional sign, ASCII digits only.
-_NUMBER = re.compile(r"[+-]?[0-9]+")
-_REALTIME = re.compile(r"SIGRT(MIN|MAX)(?:([+-])([0-9]+))?")
+_DIGITS = frozenset("0123456789")
+
+
+def _is_number(text: str) -> bool:
+    """strconv.Atoi syntax: an optional sign, then ASCII digits only."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return bool(digits) and set(digits) <= _DIGITS
 
 
 def _unknown(text: str) -> OcipyError:
-    # Go's %q; json quoting agrees with it for everything but rare controls.
-    return OcipyError(f"unknown signal {json.dumps(text, ensure_ascii=False)}")
+    return OcipyError(f"unknown signal {_quote(text)}")
+
+
+def _quote(text: str) -> str:
+    """Go's %q for the text: JSON quoting, keeping printable non-ASCII as is."""
+    from ocipy._fastjson import dumps
+
+    return "".join(ch if ord(ch) > 127 and ch.isprintable() else dumps(ch)[1:-1]
+                   for ch in text).join('""')
+
+
+def _realtime(name: str) -> int | None:
+    """SIGRTMIN, SIGRTMAX, SIGRTMIN+n, SIGRTMAX-n; None for anything else."""
+    for base, number in (("SIGRTMIN", SIGRTMIN), ("SIGRTMAX", SIGRTMAX)):
+        if name.startswith(base):
+            rest = name[len(base):]
+            if not rest:
+                return number
+            if rest[0] in "+-" and len(rest) > 1 and set(rest[1:]) <= _DIGITS:
+                return number + int(rest[1:]) if rest[0] == "+" else number - int(rest[1:])
+    return None
 
 
 def parse_signal(text: str) -> int:
@@ -73,7 +94,7 @@ def parse_signal(text: str) -> int:
     Raises OcipyError ``unknown signal "<text>"`` for anything else, including
     numbers outside 1..SIGRTMAX.
     """
-    if _NUMBER.fullmatch(text):
+    if _is_number(text):
         number = int(text)
         if 1 <= number <= SIGRTMAX:
             return number
@@ -84,12 +105,7 @@ def parse_signal(text: str) -> int:
     number = _SIGNALS.get(name)
     if number is not None:
         return number
-    match = _REALTIME.fullmatch(name)
-    if match:
-        which, sign, offset = match.groups()
-        number = SIGRTMIN if which == "MIN" else SIGRTMAX
-        if sign:
-            number += int(offset) if sign == "+" else -int(offset)
-        if SIGRTMIN <= number <= SIGRTMAX:
-            return number
+    number = _realtime(name)
+    if number is not None and SIGRTMIN <= number <= SIGRTMAX:
+        return number
     raise _unknown(text)
