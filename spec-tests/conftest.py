@@ -394,6 +394,15 @@ def _run_to_files(argv: list[str], out_path: Path, err_path: Path, *, timeout: f
         out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
 
 
+def with_fd3(argv: list[str], path: Path | None) -> list[str]:
+    """argv started with ``path`` open read-only as an extra inherited fd 3
+    (unchanged when ``path`` is None): sh opens the file without close-on-exec
+    and becomes argv[0]."""
+    if path is None:
+        return argv
+    return ["/bin/sh", "-c", 'exec "$@" 3<"$0"', str(path), *argv]
+
+
 def _describe(proc: subprocess.CompletedProcess) -> str:
     return (f"{' '.join(map(str, proc.args))} exited {proc.returncode}\n"
             f"stdout: {proc.stdout!r}\nstderr: {proc.stderr!r}")
@@ -492,10 +501,7 @@ class Runtime:
             out, err = self.stdout_path(cid), self.stderr_path(cid)
         else:
             out, err = self._io_paths(f"run-{cid}")
-        argv = self.argv("run", "--bundle", path, *flags, cid)
-        if fd3 is not None:
-            # sh opens the file as fd 3 (without close-on-exec) and becomes the runtime.
-            argv = ["/bin/sh", "-c", 'exec "$@" 3<"$0"', str(fd3), *argv]
+        argv = with_fd3(self.argv("run", "--bundle", path, *flags, cid), fd3)
         proc = _run_to_files(argv, out, err, timeout=timeout, cwd=self.workdir, **popen_kwargs)
         if check:
             assert proc.returncode == 0, _describe(proc)
@@ -515,6 +521,20 @@ class Runtime:
         proc = self.run(self.new_id("run"), bundle, *flags, timeout=timeout, **kwargs)
         assert proc.returncode == 0, _describe(proc)
         return proc.stdout
+
+    def exec(self, cid: str, *args: Any, flags: Iterable[Any] = (), timeout: float = TIMEOUT,
+             check: bool = False, fd3: Path | None = None, **popen_kwargs: Any
+             ) -> subprocess.CompletedProcess:
+        """``exec *flags ID *args``: a new process in a running container.
+
+        Its stdout/stderr (and the runtime's) go to files, so a ``-d`` process
+        keeps writing there after the call returns.  ``fd3`` as for ``run``."""
+        out, err = self._io_paths(f"exec-{cid}")
+        argv = with_fd3(self.argv("exec", *flags, cid, *args), fd3)
+        proc = _run_to_files(argv, out, err, timeout=timeout, cwd=self.workdir, **popen_kwargs)
+        if check:
+            assert proc.returncode == 0, _describe(proc)
+        return proc
 
     def create(self, cid: str, bundle: Bundle | Path, *flags: Any, check: bool = True,
                timeout: float = TIMEOUT, **popen_kwargs: Any) -> subprocess.CompletedProcess:
