@@ -8,12 +8,10 @@ The names are those of capabilities(7) and runtime-spec config.md
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from ocipy.errors import ConfigError
 
-_log = logging.getLogger(__name__)
 
 # In kernel order, so that the index is the capability number.
 _NAMES = (
@@ -108,7 +106,9 @@ def caps_to_mask(names: Iterable[str], path: str) -> int:
             continue
         mask |= 1 << number
     if unavailable:
-        _log.warning("ignoring unknown or unavailable capabilities: %s", unavailable)
+        from ocipy.log import current
+
+        current().warning(f"ignoring capabilities this kernel lacks: {unavailable}")
     return mask
 
 

@@ -419,8 +419,16 @@ def _kill_and_wait(pid: int) -> None:
 
 
 def _remove_dir(path: str) -> None:
-    for name in os.listdir(path) if os.path.isdir(path) else ():
-        os.unlink(os.path.join(path, name))
+    """Remove a state dir; a concurrent delete may be removing it too."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
     try:
         os.rmdir(path)
     except FileNotFoundError:

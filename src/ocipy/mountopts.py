@@ -22,7 +22,6 @@ Pure: no system calls, stdlib only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 # mount(2) flags, include/uapi/linux/mount.h.
 MS_RDONLY = 0x1
@@ -143,22 +142,47 @@ _TMPCOPYUP = "tmpcopyup"
 _IDMAP_OPTIONS = {"idmap": False, "ridmap": True}  # option -> recursive
 
 
-@dataclass(frozen=True, slots=True)
 class MountOptions:
-    """What one mount's ``options`` ask for.  Build it with parse_mount_options()."""
+    """What one mount's ``options`` ask for.  Build it with parse_mount_options().
 
-    flags: int = 0
-    clear_flags: int = 0
-    propagation: list[int] = field(default_factory=list)
-    data: str = ""
-    attr_set: int = 0
-    attr_clr: int = 0
-    tmpcopyup: bool = False
-    #: "idmap" or "ridmap" was given: an id-mapped mount (MOUNT_ATTR_IDMAP).
-    idmap: bool = False
-    #: the id mapping applies to the whole subtree; the later of
-    #: "idmap"/"ridmap" decides, as in runc.
-    ridmap: bool = False
+    A plain class, not a dataclass: dataclasses imports inspect, which costs
+    milliseconds on every `ocipy create`.  Treat instances as read-only.
+    """
+
+    __slots__ = ("flags", "clear_flags", "propagation", "data", "attr_set", "attr_clr",
+                 "tmpcopyup", "idmap", "ridmap")
+
+    def __init__(self, flags: int = 0, clear_flags: int = 0,
+                 propagation: list[int] | None = None, data: str = "", attr_set: int = 0,
+                 attr_clr: int = 0, tmpcopyup: bool = False, idmap: bool = False,
+                 ridmap: bool = False) -> None:
+        self.flags = flags
+        self.clear_flags = clear_flags
+        self.propagation = list(propagation or ())
+        self.data = data
+        self.attr_set = attr_set
+        self.attr_clr = attr_clr
+        self.tmpcopyup = tmpcopyup
+        #: "idmap" or "ridmap" was given: an id-mapped mount (MOUNT_ATTR_IDMAP).
+        self.idmap = idmap
+        #: the id mapping applies to the whole subtree; the later of
+        #: "idmap"/"ridmap" decides, as in runc.
+        self.ridmap = ridmap
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MountOptions):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((self.flags, self.clear_flags, tuple(self.propagation), self.data))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"MountOptions({inner})"
 
     @property
     def bind(self) -> bool:
