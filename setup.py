@@ -17,6 +17,14 @@ extensions = [
         libraries=["seccomp"],
         extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE"],
     ),
+    # the parent compiles linux.seccomp to BPF with libseccomp; the child only loads it
+    Extension(
+        "ocipy._native.seccomp",
+        sources=[f"{NATIVE}/seccomp.pyx"],
+        include_dirs=[NATIVE],
+        libraries=["seccomp"],
+        extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE"],
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True}))

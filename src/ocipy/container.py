@@ -68,6 +68,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             plan["console_fd"] = console_fd
         elif console_socket:
             plan["console_fd"] = connect_console_socket(console_socket)
+        seccomp = (plan["process"] or {}).get("seccomp")
+        if seccomp and seccomp.get("listener_path"):
+            _prepare_seccomp_listener(plan, seccomp)
         record = {
             "ociVersion": config.get("ociVersion", OCI_VERSION),
             "id": container_id,
@@ -107,7 +110,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             except OcipyError:
                 hook_failed = True
                 raise
-            return creating + b"\0" + hooks.state_json(record, "created", pid)
+            return (creating + b"\0" + hooks.state_json(record, "created", pid) + b"\0"
+                    + _listener_payload(plan, record, pid))
 
         host_top = _top_mount(plan["rootfs"]) if plan["host_mount_ns"] else None
         try:
@@ -175,6 +179,10 @@ def _owner() -> str:
 
 
 def connect_console_socket(path: str) -> int:
+    return _connect_unix(path, f'connect to the console socket "{path}"')
+
+
+def _connect_unix(path: str, what: str) -> int:
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -182,8 +190,32 @@ def connect_console_socket(path: str) -> int:
         sock.connect(path)
     except OSError as e:
         sock.close()
-        raise OcipyError.from_os(f'connect to the console socket "{path}"', e) from None
+        raise OcipyError.from_os(what, e) from None
     return sock.detach()
+
+
+def _prepare_seccomp_listener(plan: dict, seccomp: dict) -> None:
+    """SCMP_ACT_NOTIFY: connect to the agent now, so a missing listener fails
+    create; the child sends it the listener fd once the filter is loaded."""
+    path = seccomp["listener_path"]
+    plan["seccomp_listener_fd"] = _connect_unix(
+        path, f'connect to the seccomp agent "{path}" (linux.seccomp.listenerPath)')
+    plan["hooks_sync"] = True  # the payload names the pid: the child asks for it
+
+
+def _listener_payload(plan: dict, record: dict, pid: int) -> bytes:
+    """runtime-spec config-linux.md "containerProcessState", sent with the fd."""
+    from ocipy import hooks
+    from ocipy._fastjson import dumps, loads
+
+    seccomp = (plan.get("process") or {}).get("seccomp") or {}
+    if not seccomp.get("listener_path"):
+        return b""
+    doc = {"ociVersion": record["ociVersion"], "fds": ["seccompFd"], "pid": pid,
+           "metadata": seccomp.get("listener_metadata") or "",
+           # runc sends the state as it is while the process is being set up
+           "state": loads(hooks.state_json(record, "creating", record.get("pid") or pid))}
+    return dumps(doc).encode()
 
 
 def _chown_to_container_root(path: str, plan: dict) -> None:
@@ -579,7 +611,9 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     init = record["pid"]
     joins = [(f"/proc/{init}/ns/{_NS_FILES[kind]}", NAMESPACE_FLAGS[kind], i)
              for i, kind in enumerate(namespaces) if kind in _NS_FILES]
-    proc_plan = plan_process(process, Host(), in_userns="user" in namespaces)
+    # the exec'd process gets the container's seccomp profile too
+    proc_plan = plan_process(process, Host(), in_userns="user" in namespaces,
+                             seccomp=(config.get("linux") or {}).get("seccomp"))
     plan = {
         "joins": joins,
         "fork_after_ns": "pid" in namespaces or "time" in namespaces,
@@ -610,8 +644,14 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
         raise OcipyError(f'use the console socket "{console_socket}"', "--tty is not set")
 
     exec_config = dict(config, process=process)
+    if proc_plan["seccomp"] and proc_plan["seccomp"].get("listener_path"):
+        _prepare_seccomp_listener(plan, proc_plan["seccomp"])
+
+    def payload(pid: int) -> bytes:
+        return b"{}\0{}\0" + _listener_payload(plan, record, pid)
+
     try:
-        pid = launch(plan, exec_config, until_exec=True)
+        pid = launch(plan, exec_config, until_exec=True, on_hooks=payload)
         master = _receive_master(console_ours) if console_ours is not None else None
     finally:
         if console_ours is not None:

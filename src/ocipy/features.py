@@ -35,55 +35,6 @@ CGROUP_SYSTEMD = False
 CGROUP_SYSTEMD_USER = False
 CGROUP_RDMA = False
 
-SECCOMP_ENABLED = False
-SECCOMP_ACTIONS = (
-    "SCMP_ACT_ALLOW",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_LOG",
-    "SCMP_ACT_NOTIFY",
-    "SCMP_ACT_TRACE",
-    "SCMP_ACT_TRAP",
-)
-SECCOMP_OPERATORS = (
-    "SCMP_CMP_EQ",
-    "SCMP_CMP_GE",
-    "SCMP_CMP_GT",
-    "SCMP_CMP_LE",
-    "SCMP_CMP_LT",
-    "SCMP_CMP_MASKED_EQ",
-    "SCMP_CMP_NE",
-)
-SECCOMP_ARCHS = (
-    "SCMP_ARCH_AARCH64",
-    "SCMP_ARCH_ARM",
-    "SCMP_ARCH_MIPS",
-    "SCMP_ARCH_MIPS64",
-    "SCMP_ARCH_MIPS64N32",
-    "SCMP_ARCH_MIPSEL",
-    "SCMP_ARCH_MIPSEL64",
-    "SCMP_ARCH_MIPSEL64N32",
-    "SCMP_ARCH_PPC",
-    "SCMP_ARCH_PPC64",
-    "SCMP_ARCH_PPC64LE",
-    "SCMP_ARCH_S390",
-    "SCMP_ARCH_S390X",
-    "SCMP_ARCH_X32",
-    "SCMP_ARCH_X86",
-    "SCMP_ARCH_X86_64",
-)
-# config-linux.md seccomp "flags".  supportedFlags depends on the kernel and
-# libseccomp; whoever lands seccomp fills it from a probe.
-SECCOMP_KNOWN_FLAGS = (
-    "SECCOMP_FILTER_FLAG_TSYNC",
-    "SECCOMP_FILTER_FLAG_LOG",
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-)
-SECCOMP_SUPPORTED_FLAGS: tuple[str, ...] = ()
-
 INTEL_RDT_ENABLED = False
 IDMAP_MOUNTS_ENABLED = False
 
@@ -92,16 +43,15 @@ _SELINUX_FS = "/sys/fs/selinux"
 
 
 def _seccomp() -> dict:
-    if not SECCOMP_ENABLED:
+    """What this build and this kernel really support, probed (ocipy.seccomp)."""
+    from ocipy.errors import OcipyError
+
+    try:
+        from ocipy.seccomp import supported
+
+        return supported()
+    except (ImportError, OcipyError):
         return {"enabled": False}
-    return {
-        "enabled": True,
-        "actions": list(SECCOMP_ACTIONS),
-        "operators": list(SECCOMP_OPERATORS),
-        "archs": list(SECCOMP_ARCHS),
-        "knownFlags": list(SECCOMP_KNOWN_FLAGS),
-        "supportedFlags": list(SECCOMP_SUPPORTED_FLAGS),
-    }
 
 
 def features() -> dict:

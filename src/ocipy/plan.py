@@ -136,7 +136,7 @@ def plan_container(config: dict, bundle: str, *, container_id: str, host: Host,
 
     process = config.get("process")
     plan["process"] = None if process is None else plan_process(
-        process, host, in_userns="user" in namespaces)
+        process, host, in_userns="user" in namespaces, seccomp=linux.get("seccomp"))
     return plan
 
 
@@ -332,7 +332,8 @@ def plan_sysctls(sysctls: dict[str, str], namespaces: dict[str, dict]) -> list[t
     return planned
 
 
-def plan_process(process: dict, host: Host, *, in_userns: bool) -> dict:
+def plan_process(process: dict, host: Host, *, in_userns: bool,
+                 seccomp: dict | None = None) -> dict:
     from ocipy.capabilities import caps_to_mask
 
     args = process.get("args") or []
@@ -392,4 +393,13 @@ def plan_process(process: dict, host: Host, *, in_userns: bool) -> dict:
         "apparmor": apparmor,
         "selinux": selinux,
         "terminal": bool(process.get("terminal")),
+        "seccomp": _plan_seccomp(seccomp),
     }
+
+
+def _plan_seccomp(seccomp: dict | None) -> dict | None:
+    if not seccomp:
+        return None
+    from ocipy.seccomp import plan_seccomp  # libseccomp only for configs that use it
+
+    return plan_seccomp(seccomp)

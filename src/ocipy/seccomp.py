@@ -21,10 +21,18 @@ libcontainer/seccomp/patchbpf):
   highest one the profile names get ENOSYS instead of the default action, so
   that a libc falls back from a syscall newer than the profile (patchbpf's
   -ENOSYS stub, ported below);
-* SCMP_ACT_NOTIFY is refused as the default action and for ``write``.
+* SCMP_ACT_NOTIFY is refused as the default action and for the syscalls that
+  hand the listener over (NOTIFY_FORBIDDEN);
+* WAIT_KILLABLE_RECV is dropped when no rule notifies (the kernel refuses it
+  without NEW_LISTENER).
 
-The planner needs the extension only when a config has a seccomp section;
-it is imported on first use.
+Beyond runc: an errnoRet on an action that takes none, a flag the running
+kernel lacks (probed with a NULL program, nothing is loaded) and a filter
+longer than the kernel's 4096 instructions are ConfigErrors here, not a
+failure inside the child.
+
+The extension is imported on first use: only configs with a seccomp section
+need it.
 """
 from __future__ import annotations
 
@@ -101,15 +109,17 @@ ARCH_NAMES = (
     "SCMP_ARCH_SHEB",
 )
 
-# Syscalls the child makes after loading the filter, before execve, that a
-# notifying rule would deadlock: the listener fd has not reached the agent
-# yet.  runc refuses "write" for the same reason (seccomp_linux.go).
-NOTIFY_FORBIDDEN = frozenset({"write"})
+# Syscalls that hand the listener fd from the child to the runtime.  Under a
+# notifying rule they would wait for an agent that does not have the fd yet,
+# and create would hang.  runc refuses "write", the syscall its init uses
+# (seccomp_linux.go); ocipy's child sends on its sync socket.
+NOTIFY_FORBIDDEN = frozenset({"write", "sendto", "sendmsg"})
 
 MAX_ARGS = 6  # a syscall has six arguments: index 0..5
 BPF_MAXINSNS = 4096  # the kernel's limit on a classic BPF program
 _UINT64_MAX = (1 << 64) - 1
-_ERRNO_MAX = 0xFFFF  # SECCOMP_RET_DATA: 16 bits
+_RET_DATA_MAX = 0xFFFF  # SECCOMP_RET_DATA: 16 bits (TRACE hands them to the tracer)
+_ERRNO_MAX = 4094  # libseccomp takes ERRNO data below the kernel's MAX_ERRNO (4095)
 # runc enables libseccomp's binary tree above this many rules (seccomp_linux.go).
 _OPTIMIZE_ABOVE = 32
 
@@ -143,8 +153,9 @@ def _action(native: Any, name: Any, errno_ret: Any, path: str, errno_path: str) 
         # config-linux.md: "When the action doesn't support an errno, the
         # runtime MUST print and error and fail."
         raise ConfigError(errno_path, f"{name} does not take an errno")
-    if not _is_uint(errno_ret, _ERRNO_MAX):
-        raise ConfigError(errno_path, f"{errno_ret!r} is not an errno between 0 and {_ERRNO_MAX}")
+    top = _ERRNO_MAX if name == "SCMP_ACT_ERRNO" else _RET_DATA_MAX
+    if not _is_uint(errno_ret, top):
+        raise ConfigError(errno_path, f"{errno_ret!r} is not an errno between 0 and {top}")
     return native.action_value(name, errno_ret)
 
 
@@ -160,7 +171,7 @@ def _list(value: Any, path: str) -> list:
     return value
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernel_flags_supported(flags: int) -> bool:
     return _native().filter_flags_supported(flags)
 
@@ -233,7 +244,7 @@ def plan_seccomp(seccomp: dict | None, *, path: str = "linux.seccomp") -> dict |
         raise ConfigError(path, "must be an object")
     syscalls = _list(seccomp.get("syscalls"), f"{path}.syscalls")
     default_name = seccomp.get("defaultAction")
-    if not default_name and not syscalls:
+    if default_name in (None, "") and not syscalls:
         return None  # runc: no default action and no rules: seccomp disabled
     native = _native()
 
@@ -288,7 +299,7 @@ def plan_seccomp(seccomp: dict | None, *, path: str = "linux.seccomp") -> dict |
         split = _split_conditions(_conditions(_list(call.get("args"), f"{where}.args"),
                                               f"{where}.args"))
         for j, name in enumerate(names):
-            if not isinstance(name, str) or not name:
+            if not isinstance(name, str) or not name or "\0" in name:
                 raise ConfigError(f"{where}.names[{j}]", "is not a syscall name")
             if action_name == "SCMP_ACT_NOTIFY" and name in NOTIFY_FORBIDDEN:
                 raise ConfigError(f"{where}.names[{j}]",
@@ -311,7 +322,7 @@ def plan_seccomp(seccomp: dict | None, *, path: str = "linux.seccomp") -> dict |
         flag_names = [n for n in ("SECCOMP_FILTER_FLAG_SPEC_ALLOW",) if _flag_supported(n)]
     for i, name in enumerate(_list(flag_names, f"{path}.flags")):
         where = f"{path}.flags[{i}]"
-        if name not in FLAGS:
+        if not isinstance(name, str) or name not in FLAGS:
             raise ConfigError(where, f"unknown flag {_quote(name)}")
         if not _flag_supported(name):
             raise ConfigError(where, f"{name} is not supported by the running kernel")
@@ -336,6 +347,13 @@ def plan_seccomp(seccomp: dict | None, *, path: str = "linux.seccomp") -> dict |
     try:
         program = native.compile_filter(profile)
     except native.FilterError as exc:
+        if exc.arch >= 0:
+            reason = str(exc)
+            if exc.errno == _errno.EDOM:
+                # libseccomp: one filter, one byte order
+                reason = (f"{seccomp['architectures'][exc.arch]} cannot share a filter with "
+                          "the native architecture: their byte orders differ")
+            raise ConfigError(f"{path}.architectures[{exc.arch}]", reason) from exc
         if not 0 <= exc.rule < len(rule_paths):
             raise ConfigError(path, str(exc)) from exc
         reason = str(exc)

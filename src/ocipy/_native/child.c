@@ -39,6 +39,9 @@
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
@@ -508,6 +511,45 @@ static void hooks_sync(struct oci_plan *p)
 static const char *start_state(struct oci_plan *p)
 {
     return p->hook_state + strlen(p->hook_state) + 1;
+}
+
+static const char *notify_payload(struct oci_plan *p)
+{
+    const char *start = start_state(p);
+    return start + strlen(start) + 1;
+}
+
+/* runtime-spec config-linux.md "Seccomp" listenerPath: one message, the
+ * container process state as payload and the listener fd as SCM_RIGHTS */
+static void send_seccomp_listener(struct oci_plan *p, int listener)
+{
+    const char *payload = notify_payload(p);
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {(void *)payload, strlen(payload)};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof control.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &listener, sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(p->seccomp_listener_fd, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        fail(p, OCI_STEP_SECCOMP, errno, -1, "send the listener to linux.seccomp.listenerPath");
+    close(listener);
+    close(p->seccomp_listener_fd);
+    p->seccomp_listener_fd = -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1034,8 +1076,14 @@ static void finish_and_exec(struct oci_plan *p)
         struct sock_fprog prog;
         prog.len = (unsigned short)(p->seccomp_len / sizeof(struct sock_filter));
         prog.filter = (struct sock_filter *)p->seccomp_filter;
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, p->seccomp_flags, &prog) < 0)
+        int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, p->seccomp_flags,
+                                    &prog);
+        if (listener < 0)
             fail(p, OCI_STEP_SECCOMP, errno, -1, "");
+        /* the notifications of this process go to the agent listening there
+         * (sendmsg/write can't be notified: plan_seccomp refuses that) */
+        if ((p->seccomp_flags & SECCOMP_FILTER_FLAG_NEW_LISTENER) && p->seccomp_listener_fd >= 0)
+            send_seccomp_listener(p, listener);
     }
     if (need_admin && p->has_caps)
         set_capabilities(p);
@@ -1108,6 +1156,8 @@ static void child_main(struct oci_plan *p)
 
     wait_parent(p); /* cgroups are in place */
     enter_namespaces(p);
+    if (p->hooks_sync && !p->setup_rootfs)
+        hooks_sync(p); /* ocipy exec: only the seccomp listener's payload */
 
     if (p->keyring) {
         if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, p->keyring, 0, 0, 0) < 0 &&

@@ -178,6 +178,7 @@ struct oci_plan {
     const unsigned char *seccomp_filter; /* classic BPF compiled by the parent (libseccomp) */
     size_t seccomp_len;                   /* bytes: 8 per instruction; 0 for none */
     unsigned int seccomp_flags;           /* SECCOMP_FILTER_FLAG_* */
+    int seccomp_listener_fd;              /* connected to listenerPath (NOTIFY), or -1 */
 
     /* hooks run inside the container's namespaces */
     int hooks_sync;     /* stop before pivot_root: the parent runs its hooks and sends the state */
@@ -185,7 +186,8 @@ struct oci_plan {
     int n_create_container_hooks;
     struct oci_hook *start_container_hooks;
     int n_start_container_hooks;
-    char *hook_state;   /* the parent's state JSON for createContainer, NUL, the one for startContainer */
+    char *hook_state;   /* from the parent: the state JSON for createContainer, NUL, the one
+                         * for startContainer, NUL, the seccomp listener's payload */
     size_t hook_state_cap;
 
     /* scratch the child fills: the executable found on PATH */

@@ -112,6 +112,7 @@ cdef extern from "child.h" nogil:
         const unsigned char *seccomp_filter
         size_t seccomp_len
         unsigned int seccomp_flags
+        int seccomp_listener_fd
         int hooks_sync
         oci_hook *create_container_hooks
         int n_create_container_hooks

@@ -8,7 +8,7 @@ seccomp_load(), so the libseccomp attributes that only matter at load time
 (NNP, TSYNC, LOG, SSB) are set for consistency and the caller passes the
 matching SECCOMP_FILTER_FLAG_* itself.
 """
-from libc.errno cimport errno
+from libc.errno cimport EEXIST, EFAULT
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport strerror
@@ -73,10 +73,15 @@ MAX_ARGS = 6
 
 
 class FilterError(Exception):
-    """libseccomp refused a step; ``rule`` is the index into profile["rules"] or -1."""
+    """libseccomp refused a step.
 
-    def __init__(self, message, *, rule=-1, errno=0):
+    ``rule`` and ``arch`` index profile["rules"] and profile["architectures"]
+    (-1 when the step was not about one of them); ``errno`` is libseccomp's.
+    """
+
+    def __init__(self, message, *, rule=-1, arch=-1, errno=0):
         self.rule = rule
+        self.arch = arch
         self.errno = errno
         super().__init__(message)
 
@@ -131,6 +136,8 @@ def resolve_syscall(str name, arch=None):
     token = arch_token(arch)
     if token is None:
         raise ValueError(f"unknown seccomp architecture {arch!r}")
+    if "\0" in name:
+        return None  # would be cut at the NUL and resolve as another name
     cdef bytes b = name.encode()
     cdef int nr = seccomp_syscall_resolve_name_arch(token, b)
     return None if nr == __NR_SCMP_ERROR else nr
@@ -143,7 +150,7 @@ def action_available(uint32_t action):
 
 def filter_flags_supported(unsigned int flags):
     """Whether the running kernel accepts these SECCOMP_FILTER_FLAG_* together."""
-    return ocipy_seccomp_flags_probe(flags) == 14  # EFAULT: the flags passed
+    return ocipy_seccomp_flags_probe(flags) == EFAULT  # the flags passed, the NULL did not
 
 
 cdef int _set_attr(scmp_filter_ctx ctx, scmp_filter_attr attr, uint32_t value, str what) except -1:
@@ -155,7 +162,7 @@ cdef int _set_attr(scmp_filter_ctx ctx, scmp_filter_attr attr, uint32_t value, s
 
 cdef int _add_rule(scmp_filter_ctx ctx, dict rule, Py_ssize_t index) except -1:
     cdef bytes name = (<str>rule["syscall"]).encode()
-    cdef int nr = seccomp_syscall_resolve_name(name)
+    cdef int nr = seccomp_syscall_resolve_name(name) if b"\0" not in name else __NR_SCMP_ERROR
     if nr == __NR_SCMP_ERROR:
         raise FilterError(f"unknown syscall {rule['syscall']!r}", rule=index)
     args = rule.get("args") or ()
@@ -208,11 +215,12 @@ def compile_filter(dict profile):
     cdef int rc
     cdef Py_ssize_t index
     try:
-        for token in profile.get("architectures", ()):
+        for index, token in enumerate(profile.get("architectures", ())):
             rc = seccomp_arch_add(ctx, token)
             # -EEXIST: the native arch is in every filter already (as runc)
-            if rc < 0 and rc != -17:
-                raise FilterError(f"add architecture {token:#x}: {_strerror(rc)}", errno=-rc)
+            if rc < 0 and rc != -EEXIST:
+                raise FilterError(f"add architecture {token:#x}: {_strerror(rc)}",
+                                  arch=index, errno=-rc)
         # the child sets no_new_privs itself when process.noNewPrivileges asks
         _set_attr(ctx, SCMP_FLTATR_CTL_NNP, 0, "no_new_privs")
         if profile.get("log"):

@@ -265,6 +265,8 @@ def spawn(dict plan):
             p.seccomp_filter = <const unsigned char *>arena.s(seccomp["filter"])
             p.seccomp_len = len(seccomp["filter"])
             p.seccomp_flags = seccomp.get("flags", 0)
+    listener = plan.get("seccomp_listener_fd", -1)
+    p.seccomp_listener_fd = _high_fd(listener, floor) if listener >= 0 else -1
 
     p.hooks_sync = plan.get("hooks_sync", False)
     create_hooks = plan.get("create_container_hooks", [])
@@ -303,6 +305,8 @@ def spawn(dict plan):
         close(p.fifo_fd)
     if p.console_fd >= 0:
         close(p.console_fd)
+    if p.seccomp_listener_fd >= 0:
+        close(p.seccomp_listener_fd)
     if pid < 0:
         close(sv[0])
         raise OSError(-pid, "clone")
