@@ -42,7 +42,7 @@ def test_state_dir_is_private_and_state_file_is_written_atomically(tmp_path):
 
 def test_an_id_in_use_is_refused(tmp_path):
     st.make_dir(str(tmp_path), "c1")
-    with pytest.raises(OcipyError, match="already exists"):
+    with pytest.raises(OcipyError, match="container with id exists: c1"):
         st.make_dir(str(tmp_path), "c1")
 
 

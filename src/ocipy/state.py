@@ -44,7 +44,8 @@ def make_dir(root: str, container_id: str) -> str:
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
-        raise OcipyError(f'container "{container_id}" already exists') from None
+        # runc's wording, which clients match on
+        raise OcipyError("container with id exists", container_id) from None
     return path
 
 

@@ -1010,6 +1010,20 @@ static void cloexec_from(struct oci_plan *p, int from)
     (void)p;
 }
 
+/* Class of CVE-2024-21626: a cwd such as /proc/self/fd/N could resolve to
+ * a directory outside the container through an fd still open at this point;
+ * the kernel then reports the cwd as "(unreachable)..." or fails getcwd.
+ * runc checks the same after its chdir. */
+static void check_cwd_inside_root(struct oci_plan *p)
+{
+    char buf[OCI_PATH_LEN];
+    long n = syscall(SYS_getcwd, buf, sizeof buf);
+    if (n < 0)
+        fail(p, OCI_STEP_CWD, errno, -1, p->cwd);
+    if (buf[0] != '/')
+        fail(p, OCI_STEP_CWD, 0, -1, "the working directory is outside the container's root");
+}
+
 static void finish_and_exec(struct oci_plan *p)
 {
     for (int i = 0; i < p->n_rlimits; i++)
@@ -1030,6 +1044,8 @@ static void finish_and_exec(struct oci_plan *p)
     }
 
     int chdir_failed = p->cwd && chdir(p->cwd) < 0;
+    if (!chdir_failed && p->cwd)
+        check_cwd_inside_root(p);
 
     if (p->has_caps) {
         drop_bounding_set(p);
@@ -1038,8 +1054,11 @@ static void finish_and_exec(struct oci_plan *p)
     }
     set_user(p);
     /* runc: retry the chdir as the user, for a cwd only they may enter */
-    if (chdir_failed && chdir(p->cwd) < 0)
-        fail(p, OCI_STEP_CWD, errno, -1, p->cwd);
+    if (chdir_failed) {
+        if (chdir(p->cwd) < 0)
+            fail(p, OCI_STEP_CWD, errno, -1, p->cwd);
+        check_cwd_inside_root(p);
+    }
     if (p->has_caps && prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
         fail(p, OCI_STEP_CAPS, errno, -1, "clear keep capabilities");
     umask(p->umask);
