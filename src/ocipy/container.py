@@ -183,9 +183,9 @@ def connect_console_socket(path: str) -> int:
 
 
 def _connect_unix(path: str, what: str) -> int:
-    import socket
+    import _socket  # the C module: socket.py imports enum and selectors (~13 ms)
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
     except OSError as e:
@@ -473,9 +473,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
     console_ours = theirs = None
     if not detach and not create_options.get("console_socket"):
         # a foreground run with process.terminal gets the pty master itself
-        import socket
-
-        console_ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        console_ours, theirs = _socketpair()
         create_options["console_fd"] = theirs.detach()
     try:
         init = create(root, container_id, bundle, **create_options)
@@ -521,14 +519,28 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
 def _receive_master(sock) -> int | None:
     """The pty master the init sent, if it made a terminal (it did so before
     reporting ready, so it is already queued)."""
-    import socket
+    import _socket
+    from array import array
 
     sock.setblocking(False)
     try:
-        _, fds, _, _ = socket.recv_fds(sock, 64, 1)
+        _, ancillary, _, _ = sock.recvmsg(64, _socket.CMSG_SPACE(4))
     except BlockingIOError:
         return None
-    return fds[0] if fds else None
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds = array("i")
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+            return fds[0] if fds else None
+    return None
+
+
+def _socketpair():
+    """A connected AF_UNIX stream pair from the C module, skipping socket.py."""
+    import _socket
+
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    return a, b
 
 
 def _cleanup_after_failed_run(root: str, container_id: str, init: int) -> None:
@@ -636,9 +648,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
             raise OcipyError("create a terminal",
                              "--tty with --detach needs a --console-socket")
         else:
-            import socket
-
-            console_ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_ours, theirs = _socketpair()
             plan["console_fd"] = theirs.detach()
     elif console_socket:
         raise OcipyError(f'use the console socket "{console_socket}"', "--tty is not set")

@@ -8,8 +8,9 @@ non-zero exit or a timeout is a failure.
 """
 from __future__ import annotations
 
-import json
 import os
+
+from ocipy._fastjson import dumps
 
 from ocipy.errors import OcipyError
 
@@ -39,7 +40,7 @@ def state_json(record: dict, status: str, pid: int) -> bytes:
     doc = {"ociVersion": record["ociVersion"], "id": record["id"], "status": status,
            "pid": pid, "bundle": record["bundle"],
            "annotations": record.get("annotations") or {}}
-    return json.dumps(doc).encode()
+    return dumps(doc).encode()
 
 
 def run_hooks(config: dict, kind: str, state: bytes) -> None:

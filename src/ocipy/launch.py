@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 
 from ocipy.errors import ConfigError, OcipyError
 
@@ -161,7 +160,7 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
 
 def _kill_and_reap(pid: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, 9)  # SIGKILL; the signal module would import enum
     except ProcessLookupError:
         pass
     try:
