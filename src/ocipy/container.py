@@ -252,6 +252,9 @@ def start(root: str, container_id: str) -> None:
     import select
 
     path, record = st.load(root, container_id)
+    handed_over = _start_error_from_frontend(path, record)
+    if handed_over is not None:
+        raise handed_over
     status = st.status(path, record)
     if status != "created":
         raise OcipyError(f'start container "{container_id}"',
@@ -304,6 +307,22 @@ def start(root: str, container_id: str) -> None:
                 except ProcessLookupError:
                     pass
             raise
+
+
+def _start_error_from_frontend(path: str, record: dict) -> OcipyError | None:
+    """The native front-end released the init and read an error record back:
+    it leaves the record in start.error and runs us to word it."""
+    error_file = os.path.join(path, st.START_ERROR_FILE)
+    try:
+        with open(error_file, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    os.unlink(error_file)
+    if not data:
+        return OcipyError(f'start container "{record["id"]}"',
+                          "its init process exited before it was started")
+    return _exec_error(record, data)
 
 
 def _exec_error(record: dict, data: bytes) -> OcipyError:

@@ -49,15 +49,54 @@ def make_dir(root: str, container_id: str) -> str:
     return path
 
 
-def save(path: str, state: dict) -> None:
-    data = _fastjson.dumps(state).encode()
-    tmp = os.path.join(path, f".{STATE_FILE}.tmp")
+def _write_atomic(path: str, name: str, data: bytes) -> None:
+    tmp = os.path.join(path, f".{name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
-    os.rename(tmp, os.path.join(path, STATE_FILE))
+    os.rename(tmp, os.path.join(path, name))
+
+
+def save(path: str, state: dict) -> None:
+    if "ocipy" in state and state.get("status") != "creating":
+        write_fast_files(path, state)
+    _write_atomic(path, STATE_FILE, _fastjson.dumps(state).encode())
+
+
+# The native front-end (src/ocipy/_native/frontend.c) answers `state`,
+# `kill`, `start` and `delete` without starting Python when it can.  It reads
+# only these files, written before state.json so it never sees a container
+# whose fast files are missing or stale:
+#   fast           "ocipy-fast 1\n" then one "key value" per line: pid,
+#                  start (the init's start time), freezer (path or "-"),
+#                  python (1: an operation needs Python, e.g. hooks or a
+#                  host mount tree to detach), cgroup (dirs to rmdir at
+#                  delete, deepest first, space separated; may be empty)
+#   state.<status> the exact `ocipy state` output for each status
+FAST_FILE = "fast"
+# written by the front-end when the released init reported an error (the
+# bytes after the fifo's first byte; empty: it died); `ocipy start` words it
+START_ERROR_FILE = "start.error"
+FAST_STATUSES = ("created", "running", "paused", "stopped")
+
+
+def write_fast_files(path: str, state: dict) -> None:
+    for status_name in FAST_STATUSES:
+        doc = _fastjson.dumps(public(state, status_name), indent=4) + "\n"
+        _write_atomic(path, f"state.{status_name}", doc.encode())
+    info = state["ocipy"]
+    needs_python = bool(state.get("hooks") or info.get("host_mount"))
+    lines = [
+        "ocipy-fast 1",
+        f"pid {state['pid']}",
+        f"start {info['init_start']}",
+        f"freezer {info.get('freezer') or '-'}",
+        f"python {int(needs_python)}",
+        "cgroup " + " ".join(info.get("cgroup_dirs") or ()),
+    ]
+    _write_atomic(path, FAST_FILE, ("\n".join(lines) + "\n").encode())
 
 
 def load(root: str, container_id: str) -> tuple[str, dict]:
