@@ -60,4 +60,4 @@ bundles: $(STAMP)/apt
 clean:
 	rm -rf $(STAMP) $(VENV) build src/*.egg-info bundles/*/rootfs
 	find src -name '*.so' -delete
-	rm -f src/ocipy/_native/spawn.c src/ocipy/_native/seccomp.c
+	rm -f src/ocipy/_native/spawn.c src/ocipy/_native/seccomp.c src/ocipy/_native/bpf.c

@@ -25,6 +25,12 @@ extensions = [
         libraries=["seccomp"],
         extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE"],
     ),
+    # bpf(2) for the cgroup v2 device program
+    Extension(
+        "ocipy._native.bpf",
+        sources=[f"{NATIVE}/bpf.pyx"],
+        extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE"],
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True}))

@@ -23,7 +23,7 @@ GLOBAL_OPTIONS = (
     (("--log-format",), "log_format", VALUE, "text", "log format: text or json"),
     (("--debug",), "debug", FLAG, False, "log debug messages"),
     (("--systemd-cgroup",), "systemd_cgroup", FLAG, False,
-     "use systemd to manage cgroups (not supported yet)"),
+     "let systemd manage cgroups (slice:prefix:name paths; needs systemd)"),
     (("--rootless",), "rootless", VALUE, "auto", "auto, true or false"),
     (("--criu",), "criu", VALUE, None, "(accepted for runc compatibility; unused)"),
     (("-v", "--version"), "version", FLAG, False, "print the version"),
@@ -76,6 +76,37 @@ COMMANDS = {
         (("--preserve-fds",), "preserve_fds", INT, 0,
          "pass this many fds from 3 up to the process"),
     ), ("ID", "ARGS...")),
+    "pause": ("freeze every process of a container", (), ("ID",)),
+    "resume": ("thaw a paused container", (), ("ID",)),
+    "ps": ("list the processes of a container", (
+        (("-f", "--format"), "format", VALUE, "table", "table or json (a JSON array of pids)"),
+    ), ("ID", "ARGS...")),
+    "update": ("change the resource limits of a running container", (
+        (("-r", "--resources"), "resources", VALUE, None,
+         "a LinuxResources JSON file, or - for stdin"),
+        (("--memory",), "memory", VALUE, None, "memory limit (e.g. 512m)"),
+        (("--memory-swap",), "memory_swap", VALUE, None, "memory+swap limit, -1 unlimited"),
+        (("--memory-reservation",), "memory_reservation", VALUE, None, "memory soft limit"),
+        (("--kernel-memory",), "kernel_memory", VALUE, None, "kernel memory limit"),
+        (("--kernel-memory-tcp",), "kernel_memory_tcp", VALUE, None, "kernel TCP buffer limit"),
+        (("--cpu-share", "--cpu-shares"), "cpu_shares", VALUE, None, "CPU shares"),
+        (("--cpu-quota",), "cpu_quota", VALUE, None, "CFS quota (us)"),
+        (("--cpu-period",), "cpu_period", VALUE, None, "CFS period (us)"),
+        (("--cpu-burst",), "cpu_burst", VALUE, None, "CFS burst (us)"),
+        (("--cpu-rt-runtime",), "cpu_rt_runtime", VALUE, None, "realtime runtime (us)"),
+        (("--cpu-rt-period",), "cpu_rt_period", VALUE, None, "realtime period (us)"),
+        (("--cpu-idle",), "cpu_idle", VALUE, None, "SCHED_IDLE for the cgroup (0 or 1)"),
+        (("--cpuset-cpus",), "cpuset_cpus", VALUE, None, "CPUs to use (e.g. 0-1)"),
+        (("--cpuset-mems",), "cpuset_mems", VALUE, None, "memory nodes to use"),
+        (("--pids-limit",), "pids_limit", VALUE, None, "maximum number of processes"),
+        (("--blkio-weight",), "blkio_weight", VALUE, None, "block IO weight (10-1000)"),
+        (("--l3-cache-schema",), "l3_cache_schema", VALUE, None, "Intel RDT (unsupported)"),
+        (("--mem-bw-schema",), "mem_bw_schema", VALUE, None, "Intel RDT (unsupported)"),
+    ), ("ID",)),
+    "events": ("print stats and OOM events of a container as JSON lines", (
+        (("--stats",), "stats", FLAG, False, "print one stats event and exit"),
+        (("--interval",), "interval", VALUE, "5s", "time between stats events (e.g. 5s)"),
+    ), ("ID",)),
     "list": ("list containers", (
         (("-f", "--format"), "format", VALUE, "table", "table or json"),
         (("-q", "--quiet"), "quiet", FLAG, False, "print only ids"),
@@ -266,11 +297,10 @@ def _dispatch(args: Args) -> int:
 
     cmd = args.command
     if cmd in ("create", "run"):
-        if args.systemd_cgroup:
-            raise OcipyError("--systemd-cgroup", "systemd cgroup management is not supported yet")
         options = dict(pid_file=args.pid_file, console_socket=args.console_socket,
                        no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring,
                        preserve_fds=args.preserve_fds)
+        options["systemd_cgroup"] = args.systemd_cgroup
         if cmd == "create":
             container.create(args.root, args.container_id, args.bundle, **options)
             return 0
@@ -278,6 +308,18 @@ def _dispatch(args: Args) -> int:
                              keep=args.keep, **options)
     if cmd == "exec":
         return _exec(args)
+    if cmd in ("pause", "resume"):
+        getattr(container, cmd)(args.root, args.container_id)
+        return 0
+    if cmd == "ps":
+        return _ps(args)
+    if cmd == "update":
+        container.update(args.root, args.container_id, _update_resources(args))
+        return 0
+    if cmd == "events":
+        container.events(args.root, args.container_id, stats_once=args.stats,
+                         interval=_duration(args.interval))
+        return 0
     if cmd == "start":
         container.start(args.root, args.container_id)
     elif cmd == "state":
@@ -300,6 +342,80 @@ def _dispatch(args: Args) -> int:
 
         _print_json(features())
     return 0
+
+
+def _ps(args: Args) -> int:
+    """runc ps: json is the pid array containerd parses; table filters `ps`."""
+    from ocipy import container
+
+    pids = container.processes(args.root, args.container_id)
+    if args.format == "json":
+        sys.stdout.write("[" + ",".join(map(str, pids)) + "]\n")
+        return 0
+    import subprocess
+
+    options = args.args or ["-ef"]
+    try:
+        out = subprocess.run(["ps", *options], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise OcipyError("ps", str(e)) from None
+    lines = out.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise OcipyError("ps", "its output has no PID column")
+    column = header.index("PID")
+    wanted = set(pids)
+    sys.stdout.write(lines[0] + "\n")
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in wanted:
+            sys.stdout.write(line + "\n")
+    return 0
+
+
+_UPDATE_FLAGS = ("memory", "memory_swap", "memory_reservation", "kernel_memory",
+                 "kernel_memory_tcp", "cpu_shares", "cpu_quota", "cpu_period", "cpu_burst",
+                 "cpu_rt_runtime", "cpu_rt_period", "cpu_idle", "cpuset_cpus", "cpuset_mems",
+                 "pids_limit", "blkio_weight", "l3_cache_schema", "mem_bw_schema")
+
+
+def _update_resources(args: Args) -> dict:
+    """--resources FILE|- (containerd passes -, podman a file), else the flags."""
+    from ocipy._fastjson import loads
+    from ocipy.cgroups import resources_from_update_flags
+
+    if args.resources:
+        try:
+            if args.resources == "-":
+                data = sys.stdin.buffer.read()
+            else:
+                with open(args.resources, "rb") as f:
+                    data = f.read()
+            resources = loads(data)
+        except (OSError, ValueError) as e:
+            raise OcipyError(f'read the resources "{args.resources}"', str(e)) from None
+        if not isinstance(resources, dict):
+            raise OcipyError(f'read the resources "{args.resources}"',
+                             "not a LinuxResources JSON object")
+        return resources
+    return resources_from_update_flags(**{k: getattr(args, k) for k in _UPDATE_FLAGS})
+
+
+def _duration(text: str) -> float:
+    """Go's time.Duration syntax, as runc events --interval takes it."""
+    units = (("ms", 0.001), ("us", 0.000001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    for suffix, scale in units:
+        if text.endswith(suffix):
+            try:
+                value = float(text[: -len(suffix)]) * scale
+            except ValueError:
+                break
+            if value > 0:
+                return value
+            break
+    raise OcipyError(f'invalid duration "{text}"', "use e.g. 5s, 500ms, 1m")
 
 
 class ExecFailed(OcipyError):

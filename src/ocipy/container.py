@@ -23,7 +23,7 @@ _KILL_WAIT_S = 10.0
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
            no_new_keyring: bool = False, preserve_fds: int = 0,
-           console_fd: int | None = None) -> int:
+           console_fd: int | None = None, systemd_cgroup: bool = False) -> int:
     """Create the container and leave its init waiting for `start`; return the init's pid.
 
     console_fd: a connected socket to send the pty master to, instead of
@@ -61,8 +61,14 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         size = (config.get("process") or {}).get("consoleSize") or {}
         plan["console_size"] = (size.get("height", 0), size.get("width", 0))
 
+    from ocipy import cgroups
+
+    linux = config.get("linux") or {}
+    cgroup = cgroups.manager_for(linux.get("cgroupsPath"), container_id,
+                                 systemd=systemd_cgroup)
     path = st.make_dir(root, container_id)
     init = 0
+    cgroup_made = False
     try:
         if console_fd is not None:
             plan["console_fd"] = console_fd
@@ -113,9 +119,19 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             return (creating + b"\0" + hooks.state_json(record, "created", pid) + b"\0"
                     + _listener_payload(plan, record, pid))
 
+        # the container's cgroup exists before its first process: the child
+        # is put there between clone and its go-ahead, so all it allocates
+        # is accounted (and a cgroup namespace is rooted there)
+        cgroup.create(linux.get("resources"))
+        cgroup_made = True
+        record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
+                               cgroup_dirs=cgroup.removable_dirs())
+        # on disk before the first process exists: if create is killed from
+        # here on, delete still finds the cgroup to remove
+        st.save(path, record)
         host_top = _top_mount(plan["rootfs"]) if plan["host_mount_ns"] else None
         try:
-            init = launch(plan, config, on_hooks=runtime_hooks)
+            init = launch(plan, config, on_hooks=runtime_hooks, on_clone=cgroup.add)
         except BaseException:
             if plan["host_mount_ns"]:
                 _detach_ours(plan["rootfs"], host_top)
@@ -139,9 +155,43 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             _kill_and_wait(init)
             if plan["host_mount_ns"]:
                 _detach_ours(plan["rootfs"], host_top)
+        if cgroup_made:
+            _destroy_cgroup(cgroup)
         _remove_dir(path)
         raise
     return init
+
+
+def _cgroup_of(record: dict):
+    doc = record["ocipy"].get("cgroup")
+    if not doc:
+        return None
+    from ocipy.cgroups import Manager
+
+    return Manager.from_state(doc)
+
+
+def _destroy_cgroup(cgroup) -> None:
+    try:
+        cgroup.destroy()
+    except OcipyError:
+        pass  # best effort on an error path: the original error matters more
+    _remove_default_parent(cgroup)
+
+
+def _remove_default_parent(cgroup) -> None:
+    """The default cgroups live under /ocipy, made by whichever container came
+    first: the last one out removes it once empty (ENOTEMPTY/EBUSY: others
+    remain; a create racing us re-makes it, make_dirs retries)."""
+    from ocipy.cgroups.paths import DEFAULT_PARENT
+
+    if os.path.dirname(cgroup.inner.rstrip("/")) != DEFAULT_PARENT:
+        return
+    for leaf in cgroup.leaf_dirs():
+        try:
+            os.rmdir(os.path.dirname(leaf))
+        except OSError:
+            pass
 
 
 def _top_mount(path: str) -> int:
@@ -358,11 +408,21 @@ def kill(root: str, container_id: str, sig: int, *, all_processes: bool = False)
     if st.status(path, record) not in ("created", "running", "paused"):
         raise ContainerNotRunning()
     if all_processes:
-        for pid in container_pids(record):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        cgroup = _cgroup_of(record)
+        # runc's order: freeze, signal every process, thaw, so none can fork
+        # away in between
+        frozen_here = cgroup is not None and sig != _SIGKILL and not cgroup.frozen()
+        if frozen_here:
+            cgroup.freeze()
+        try:
+            for pid in container_pids(record):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if frozen_here:
+                cgroup.thaw()
         return
     _signal_init(record, sig)
 
@@ -394,6 +454,12 @@ def container_pids(record: dict) -> list[int]:
     otherwise take in every process of the host.  Then only the init.
     """
     init = record["pid"]
+    cgroup = _cgroup_of(record)
+    if cgroup is not None:
+        # the cgroup is the container's exact set of processes
+        in_cgroup = cgroup.pids()
+        return [init] + [p for p in in_cgroup if p != init] if init in in_cgroup \
+            else in_cgroup
     try:
         ns = os.stat(f"/proc/{init}/ns/pid")
         ours = os.stat("/proc/self/ns/pid")
@@ -432,7 +498,17 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
                 os.kill(pid, _SIGKILL)
             except ProcessLookupError:
                 pass
+        cgroup = _cgroup_of(record)
+        if cgroup is not None and cgroup.frozen():
+            cgroup.thaw()  # SIGKILL is delivered once the cgroup thaws
         _wait_stopped(record)
+    cgroup = _cgroup_of(record)
+    if cgroup is not None:
+        if cgroup.frozen():
+            cgroup.thaw()  # a frozen process cannot die
+        _kill_leftovers(cgroup)
+        cgroup.destroy()
+        _remove_default_parent(cgroup)
     host_mount = record["ocipy"].get("host_mount")
     if host_mount and _top_mount(host_mount[0]) == host_mount[1]:
         from ocipy._native.spawn import detach_mount
@@ -448,6 +524,21 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
         from ocipy import hooks
 
         hooks.run_poststop(config, hooks.state_json(record, "stopped", 0))
+
+
+def _kill_leftovers(cgroup) -> None:
+    """Processes still in a stopped container's cgroup (the init died, its
+    children may not have: no pid namespace, or they escaped its reaping)."""
+    import time
+
+    deadline = time.monotonic() + _KILL_WAIT_S
+    while (pids := cgroup.pids()) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, _SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.005)
 
 
 def _wait_stopped(record: dict) -> None:
@@ -679,8 +770,10 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     def payload(pid: int) -> bytes:
         return b"{}\0{}\0" + _listener_payload(plan, record, pid)
 
+    cgroup = _cgroup_of(record)
     try:
-        pid = launch(plan, exec_config, until_exec=True, on_hooks=payload)
+        pid = launch(plan, exec_config, until_exec=True, on_hooks=payload,
+                     on_clone=cgroup.add if cgroup is not None else None)
         master = _receive_master(console_ours) if console_ours is not None else None
     finally:
         if console_ours is not None:
@@ -749,3 +842,75 @@ def exec_process_spec(base: dict, *, args: list[str], env: list[str], cwd: str |
         process["selinuxLabel"] = label
     process["terminal"] = tty
     return process
+
+
+def _running_cgroup(root: str, container_id: str, allowed: tuple[str, ...]):
+    path, record = st.load(root, container_id)
+    status = st.status(path, record)
+    if status not in allowed:
+        raise ContainerNotRunning()
+    cgroup = _cgroup_of(record)
+    if cgroup is None:
+        raise OcipyError(f'container "{container_id}"', "it has no cgroup of its own")
+    return record, cgroup
+
+
+def pause(root: str, container_id: str) -> None:
+    """Freeze every process of the container (runc pause)."""
+    _, cgroup = _running_cgroup(root, container_id, ("running", "created"))
+    cgroup.freeze()
+
+
+def resume(root: str, container_id: str) -> None:
+    _, cgroup = _running_cgroup(root, container_id, ("paused",))
+    cgroup.thaw()
+
+
+def processes(root: str, container_id: str) -> list[int]:
+    """The host pids of the container's processes (runc ps --format json)."""
+    path, record = st.load(root, container_id)
+    if st.status(path, record) == "stopped":
+        raise ContainerNotRunning()
+    return container_pids(record)
+
+
+def update(root: str, container_id: str, resources: dict) -> None:
+    """Apply new linux.resources to a live container (runc update)."""
+    _, cgroup = _running_cgroup(root, container_id, ("created", "running", "paused"))
+    cgroup.update(resources)
+
+
+def events(root: str, container_id: str, *, interval: float = 5.0, stats_once: bool = False,
+           emit=None) -> None:
+    """runc events: {"type":"stats",...} every interval (once with --stats) and
+    {"type":"oom",...} whenever the OOM killer struck, until the container stops."""
+    import time
+
+    from ocipy._fastjson import dumps
+
+    def out(doc: dict) -> None:
+        line = dumps(doc) + "\n"
+        if emit is not None:
+            emit(line)
+        else:
+            os.write(1, line.encode())
+
+    path, record = st.load(root, container_id)
+    cgroup = _cgroup_of(record)
+    if cgroup is None or st.status(path, record) == "stopped":
+        raise ContainerNotRunning()
+    if stats_once:
+        out({"type": "stats", "id": container_id, "data": cgroup.stats()})
+        return
+    ooms = cgroup.oom_count()
+    next_stats = time.monotonic()
+    while st.status(path, record) != "stopped":
+        now = time.monotonic()
+        count = cgroup.oom_count()
+        if count > ooms:
+            out({"type": "oom", "id": container_id})
+            ooms = count
+        if now >= next_stats:
+            out({"type": "stats", "id": container_id, "data": cgroup.stats()})
+            next_stats = now + interval
+        time.sleep(min(0.2, interval))

@@ -1,0 +1,180 @@
+"""Where a container's cgroups are: linux.cgroupsPath -> directories (pure).
+
+runc's rules (libcontainer/cgroups/fs/paths.go, fs2/defaultpath.go):
+
+* an absolute cgroupsPath is taken from the root of each hierarchy;
+* a relative one is under the caller's own cgroup, as /proc/self/cgroup
+  names it (relative to the root of the mount, for nested containers);
+* with no cgroupsPath ocipy uses ``/ocipy/<id>``.
+
+The path is cleaned as runc's utils.CleanPath does: ``..`` never climbs
+above the hierarchy root (or above the caller's cgroup, for a relative
+path).  Everything here takes the text of /proc/self/cgroup and
+/proc/self/mountinfo as arguments, so it is tested with fake ones.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import NamedTuple
+
+from ocipy.errors import ConfigError
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+DEFAULT_PARENT = "/ocipy"
+
+# cgroup v1 super options that are not controllers
+_V1_OPTIONS = {"rw", "ro", "clone_children", "noprefix", "xattr", "cpuset_v2_mode",
+               "nsdelegate", "favordynmods"}
+
+
+class Mount(NamedTuple):
+    mountpoint: str
+    root: str  # the directory of the hierarchy this mount shows (mountinfo field 4)
+    fstype: str  # "cgroup" or "cgroup2"
+    controllers: tuple[str, ...]  # v1: "cpu", "cpuacct", ..., "name=systemd"; v2: ()
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """The cgroup and cgroup2 mounts of a /proc/<pid>/mountinfo text, in order."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields, extra = left.split(), right.split()
+        if len(fields) < 5 or len(extra) < 3 or extra[0] not in ("cgroup", "cgroup2"):
+            continue
+        controllers: tuple[str, ...] = ()
+        if extra[0] == "cgroup":
+            controllers = tuple(o for o in extra[2].split(",")
+                                if o not in _V1_OPTIONS and not o.startswith("release_agent="))
+        mounts.append(Mount(_unescape(fields[4]), _unescape(fields[3]), extra[0], controllers))
+    return mounts
+
+
+def _unescape(field: str) -> str:
+    # mountinfo octal-escapes space, tab, newline and backslash
+    if "\\" not in field:
+        return field
+    return field.encode().decode("unicode_escape")
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """/proc/<pid>/cgroup -> {controller: path}; the v2 entry ("0::/...") is under ""."""
+    found = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _id, controllers, path = parts
+        if not controllers:
+            found[""] = path
+            continue
+        for controller in controllers.split(","):
+            found[controller] = path
+    return found
+
+
+def clean(path: str) -> str:
+    """runc's CleanPath for cgroups: absolute, normalized, ``..`` stops at ``/``."""
+    # POSIX lets normpath keep a leading "//": strip to one
+    return "/" + posixpath.normpath("/" + path).lstrip("/")
+
+
+def container_path(cgroups_path: str | None, container_id: str) -> tuple[str, bool]:
+    """(cleaned path, is it absolute) for linux.cgroupsPath; absent: /ocipy/<id>."""
+    if not cgroups_path:
+        return clean(f"{DEFAULT_PARENT}/{container_id}"), True
+    if "\0" in cgroups_path:
+        raise ConfigError("linux.cgroupsPath", "contains a NUL byte")
+    inner = clean(cgroups_path)
+    if inner == "/":
+        raise ConfigError("linux.cgroupsPath", f'"{cgroups_path}" names the root cgroup')
+    return inner, cgroups_path.startswith("/")
+
+
+def systemd_unit_path(cgroups_path: str, container_id: str) -> str:
+    """The cgroupfs path systemd uses for ``slice:prefix:name`` (runc's systemd driver).
+
+    "system.slice:docker:abc" -> /system.slice/docker-abc.scope; a nested
+    slice "a-b.slice" expands to /a.slice/a-b.slice.
+    """
+    parts = cgroups_path.split(":")
+    if len(parts) != 3:
+        raise ConfigError("linux.cgroupsPath",
+                          f'expected "slice:prefix:name" for the systemd cgroup driver, '
+                          f'got "{cgroups_path}"')
+    slice_name, prefix, name = parts
+    if not name:
+        name = container_id
+    if name.endswith(".slice"):
+        unit = name
+    else:
+        unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
+    return expand_slice(slice_name or "system.slice") + "/" + unit
+
+
+def expand_slice(slice_name: str) -> str:
+    """"a-b-c.slice" -> "/a.slice/a-b.slice/a-b-c.slice"; "-.slice" is the root."""
+    if not slice_name.endswith(".slice") or "/" in slice_name:
+        raise ConfigError("linux.cgroupsPath", f'invalid systemd slice name "{slice_name}"')
+    if slice_name == "-.slice":
+        return ""
+    stem = slice_name[: -len(".slice")]
+    if not stem or stem.startswith("-") or stem.endswith("-") or "--" in stem:
+        raise ConfigError("linux.cgroupsPath", f'invalid systemd slice name "{slice_name}"')
+    path, prefix = "", ""
+    for component in stem.split("-"):
+        prefix = f"{prefix}-{component}" if prefix else component
+        path += f"/{prefix}.slice"
+    return path
+
+
+def _under_caller(mount: Mount, own: str | None, key: str) -> str:
+    """The caller's cgroup as a path under ``mount``'s mount point."""
+    if own is None:
+        raise ConfigError("linux.cgroupsPath",
+                          f"a relative path needs the caller's cgroup, but /proc/self/cgroup "
+                          f"has no {'cgroup v2' if key == '' else key} entry")
+    rel = posixpath.relpath(clean(own), clean(mount.root))
+    if rel == "." or rel.startswith(".."):
+        # the caller's cgroup is the mount's root or outside what the mount shows
+        return mount.mountpoint
+    return posixpath.join(mount.mountpoint, rel)
+
+
+def v1_dirs(mounts: list[Mount], own: dict[str, str], inner: str, absolute: bool
+            ) -> dict[str, str]:
+    """{controller: directory} for every v1 hierarchy, plus "" for the hybrid cgroup2 mount.
+
+    A controller mounted twice (bind mounts) is taken from its first mount,
+    preferring mounts under /sys/fs/cgroup as runc does.
+    """
+    ordered = sorted(mounts, key=lambda m: not m.mountpoint.startswith(CGROUP_ROOT + "/"))
+    dirs: dict[str, str] = {}
+    for mount in ordered:
+        if mount.fstype == "cgroup2":
+            if mount.mountpoint == CGROUP_ROOT or "" in dirs:
+                continue  # a pure v2 host has no v1 manager; one hybrid mount is enough
+            keys: tuple[str, ...] = ("",)
+        else:
+            keys = tuple(c for c in mount.controllers if c not in dirs)
+            if not keys:
+                continue
+        base = mount.mountpoint if absolute else _under_caller(mount, own.get(keys[0]), keys[0])
+        for key in keys:
+            dirs[key] = posixpath.join(base, inner.lstrip("/"))
+    return dirs
+
+
+def v2_dir(mountpoint: str, mount_root: str, own: dict[str, str], inner: str, absolute: bool
+           ) -> str:
+    mount = Mount(mountpoint, mount_root, "cgroup2", ())
+    base = mountpoint if absolute else _under_caller(mount, own.get(""), "")
+    return posixpath.join(base, inner.lstrip("/"))
+
+
+def read_proc(name: str) -> str:
+    with open(os.path.join("/proc/self", name)) as f:
+        return f.read()

@@ -1,0 +1,186 @@
+"""cgroup v1 (and hybrid): one directory per mounted hierarchy.
+
+Controllers mounted together (cpu,cpuacct) share a directory.  The named
+``name=systemd`` hierarchy and, on a hybrid host, the cgroup2 mount are
+joined too but hold no limits; as in runc, failing to use them is not an
+error.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from ocipy.cgroups import devices, files, stats
+from ocipy.cgroups.manager import Manager, wait_until
+from ocipy.cgroups.resources import Write
+from ocipy.errors import OcipyError
+
+# hierarchies joined on a best-effort basis: no resource is applied there
+BEST_EFFORT = ("name=systemd", "")
+# where `pids` lists the processes: the freezer first, as `kill --all` freezes there
+PROCS_PREFERENCE = ("freezer", "devices", "pids", "memory", "cpu", "cpuacct", "name=systemd")
+
+
+class V1Manager(Manager):
+    version = "v1"
+
+    def __init__(self, inner: str, dirs: dict[str, str], created: list[str] | None = None
+                 ) -> None:
+        super().__init__(inner, created)
+        self.dirs = dict(dirs)  # controller -> directory ("" is the hybrid cgroup2 mount)
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> V1Manager:
+        return cls(doc["path"], doc["dirs"], doc.get("created"))
+
+    def to_state(self) -> dict:
+        return {"version": "v1", "path": self.inner, "dirs": dict(self.dirs),
+                "created": list(self.created)}
+
+    # ---- directories ------------------------------------------------------
+
+    def _unique_dirs(self) -> list[str]:
+        return list(dict.fromkeys(self.dirs.values()))
+
+    def _leaf_dirs(self) -> list[str]:
+        return self._unique_dirs()
+
+    def _make_dirs(self) -> None:
+        by_dir: dict[str, list[str]] = {}
+        for controller, directory in self.dirs.items():
+            by_dir.setdefault(directory, []).append(controller)
+        for directory, controllers in by_dir.items():
+            try:
+                _path, made = files.make_dirs(self._base(directory), self.inner)
+            except OSError as exc:
+                if all(c in BEST_EFFORT for c in controllers):
+                    for controller in controllers:
+                        del self.dirs[controller]
+                    continue
+                raise OcipyError(f"create cgroup {directory}", os.strerror(exc.errno or 0).lower(),
+                                 errno=exc.errno) from None
+            self.created.extend(made)
+            if "cpuset" in controllers:
+                for new in made:
+                    _inherit_cpuset(new)
+
+    def _dir_for(self, controller: str) -> str | None:
+        return self.dirs.get(controller)
+
+    def _procs_dir(self) -> str:
+        for controller in PROCS_PREFERENCE:
+            if controller in self.dirs:
+                return self.dirs[controller]
+        if not self.dirs:
+            raise OcipyError("cgroup", "no cgroup hierarchy is mounted")
+        return next(iter(self.dirs.values()))
+
+    # ---- processes --------------------------------------------------------
+
+    def add(self, pid: int) -> None:
+        for directory in self._unique_dirs():
+            path = os.path.join(directory, "cgroup.procs")
+            try:
+                files.write(path, str(pid))
+            except OSError as exc:
+                controllers = [c for c, d in self.dirs.items() if d == directory]
+                if all(c in BEST_EFFORT for c in controllers):
+                    continue
+                raise OcipyError(f"add pid {pid} to {path}", os.strerror(exc.errno or 0).lower(),
+                                 errno=exc.errno) from None
+
+    def _apply_devices(self, rules: list[devices.Rule]) -> None:
+        self._execute([Write("devices", name, line, "linux.resources.devices")
+                       for name, line in devices.v1_lines(rules)])
+
+    # ---- freezer ----------------------------------------------------------
+
+    def freezer_file(self) -> str | None:
+        directory = self.dirs.get("freezer")
+        return os.path.join(directory, "freezer.state") if directory else None
+
+    def _freezer(self, action: str) -> str:
+        path = self.freezer_file()
+        if path is None:
+            raise OcipyError(action, "the freezer cgroup controller is not mounted on this host")
+        return path
+
+    def freeze(self) -> None:
+        path = self._freezer("freeze")
+        attempts = 0
+
+        def frozen_now() -> bool:
+            nonlocal attempts
+            attempts += 1
+            # runc: a task stuck in FREEZING is sometimes only caught after a
+            # thaw and a new freeze, so every 50 tries thaw first
+            if attempts % 50 == 0:
+                files.write(path, "THAWED")
+            files.write(path, "FROZEN")
+            state = files.read(path).strip()
+            if state not in ("FROZEN", "FREEZING"):
+                raise OcipyError("freeze", f"unexpected freezer state {state}")
+            return state == "FROZEN"
+
+        try:
+            if wait_until(frozen_now):
+                return
+        except OSError as exc:
+            self._thaw_quietly(path)
+            raise OcipyError(f"freeze {path}", os.strerror(exc.errno or 0).lower(),
+                             errno=exc.errno) from None
+        except OcipyError:
+            self._thaw_quietly(path)
+            raise
+        self._thaw_quietly(path)
+        raise OcipyError("freeze", "unable to freeze the container's processes",
+                         errno=errno.ETIMEDOUT)
+
+    @staticmethod
+    def _thaw_quietly(path: str) -> None:
+        try:
+            files.write(path, "THAWED")
+        except OSError:
+            pass
+
+    def thaw(self) -> None:
+        path = self._freezer("thaw")
+        try:
+            files.write(path, "THAWED")
+        except OSError as exc:
+            raise OcipyError(f"thaw {path}", os.strerror(exc.errno or 0).lower(),
+                             errno=exc.errno) from None
+
+    def frozen(self) -> bool:
+        path = self.freezer_file()
+        return bool(path) and (files.read_optional(path) or "").strip() == "FROZEN"
+
+    # ---- reading ----------------------------------------------------------
+
+    def stats(self) -> dict:
+        return stats.collect_v1(self.dirs)
+
+    def oom_count(self) -> int:
+        directory = self.dirs.get("memory")
+        if not directory:
+            return 0
+        return files.read_keyed(os.path.join(directory, "memory.oom_control")).get("oom_kill", 0)
+
+
+def _inherit_cpuset(directory: str) -> None:
+    """A new v1 cpuset starts with no cpus and mems: copy the parent's (runc's ensureParent).
+
+    Without them no process can join it (ENOSPC).
+    """
+    parent = os.path.dirname(directory)
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        mine = files.read_optional(os.path.join(directory, name))
+        if mine is None or mine.strip():
+            continue
+        value = (files.read_optional(os.path.join(parent, name)) or "").strip()
+        if value:
+            try:
+                files.write(os.path.join(directory, name), value)
+            except OSError as exc:
+                raise OcipyError(f"write {value} to {os.path.join(directory, name)}",
+                                 os.strerror(exc.errno or 0).lower(), errno=exc.errno) from None
