@@ -49,9 +49,15 @@ $(STAMP)/venv: $(STAMP)/apt
 	$(PY) -m pip install -q $(PIP_PACKAGES)
 	@touch $@
 
+# .venv/bin/ocipy is the native front-end (src/ocipy/_native/frontend.c): it
+# answers state/start/kill/delete itself when it can and hands everything else
+# to the Python launcher, .venv/bin/ocipy-py.  It is built after pip, which
+# writes a console script of its own at .venv/bin/ocipy.
 $(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) setup.py pyproject.toml src/ocipy/launcher.py
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
-	$(PY) -m ocipy.launcher $(OCIPY)
+	$(PY) -m ocipy.launcher $(VENV)/bin/ocipy-py
+	gcc -O2 -Wall -DLAUNCHER='"$(abspath $(VENV)/bin/ocipy-py)"' -o $(OCIPY).tmp src/ocipy/_native/frontend.c
+	mv -f $(OCIPY).tmp $(OCIPY)
 	@touch $@
 
 bundles: $(STAMP)/apt
