@@ -19,6 +19,8 @@ PIP_PACKAGES := "cython>=3.0" "setuptools>=64" wheel "jsonschema>=4" "attrs>=22"
 
 NATIVE_SOURCES := $(wildcard src/ocipy/_native/*.pyx src/ocipy/_native/*.pxd \
                              src/ocipy/_native/*.c src/ocipy/_native/*.h)
+# setup.py's build_py turns the schema into src/ocipy/_schema_check.py
+SCHEMA_SOURCES := $(wildcard src/ocipy/schema/*.json) tools/gen_validator.py
 
 .PHONY: demo test setup bundles bench clean
 
@@ -53,7 +55,8 @@ $(STAMP)/venv: $(STAMP)/apt
 # answers state/start/kill/delete itself when it can and hands everything else
 # to the Python launcher, .venv/bin/ocipy-py.  It is built after pip, which
 # writes a console script of its own at .venv/bin/ocipy.
-$(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) setup.py pyproject.toml src/ocipy/launcher.py
+$(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) setup.py pyproject.toml \
+                src/ocipy/launcher.py
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -m ocipy.launcher $(VENV)/bin/ocipy-py
 	gcc -O2 -Wall -DLAUNCHER='"$(abspath $(VENV)/bin/ocipy-py)"' -o $(OCIPY).tmp src/ocipy/_native/frontend.c
@@ -67,3 +70,4 @@ clean:
 	rm -rf $(STAMP) $(VENV) build src/*.egg-info bundles/*/rootfs
 	find src -name '*.so' -delete
 	rm -f src/ocipy/_native/spawn.c src/ocipy/_native/seccomp.c src/ocipy/_native/bpf.c
+	rm -f src/ocipy/_schema_check.py

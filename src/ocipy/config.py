@@ -13,23 +13,24 @@ done with the config, as runc does.  ``process`` is optional here: the spec
 requires it only when ``start`` is called, so the caller that starts a process
 checks for it.
 
-jsonschema is imported on first use, not at module import, so commands that
-never validate a config (state, kill, delete) do not pay for loading it.
+A valid config costs no heavy import: it is parsed by ``_fastjson`` and passed
+by ``_schema_check``, the schema as Python code that tools/gen_validator.py
+generates at build time.  Only when either says no are json, re and jsonschema
+imported (about 50 ms together), to word the error exactly as before.
 """
 from __future__ import annotations
 
 import errno
-import functools
-import json
 import os
-import re
-from collections.abc import Iterable
-from importlib import resources
-from typing import TYPE_CHECKING, Any
 
+from . import _fastjson
 from .errors import ConfigError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
     from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
 
@@ -57,9 +58,17 @@ def load_config(bundle: str) -> dict[str, Any]:
 def parse_json(raw: bytes) -> Any:
     """Decode config.json bytes; syntax errors carry the line and column."""
     try:
-        return json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError("", f"not UTF-8 text at byte {exc.start}") from None
+    try:
+        return _fastjson.loads(text)
+    except ValueError:
+        pass  # the stdlib decoder (the same C scanner) says where and why
+    import json
+
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError("", f"invalid JSON at line {exc.lineno} column {exc.colno}: "
                               f"{exc.msg.lower()}") from None
@@ -67,10 +76,23 @@ def parse_json(raw: bytes) -> Any:
 
 def validate_config(doc: dict[str, Any]) -> None:
     """Raise ConfigError for the most relevant problem in ``doc``; return if it is valid."""
-    error = _first_schema_error(doc, CONFIG_SCHEMA)
-    if error is not None:
-        raise ConfigError(json_path(error.absolute_path), _reason(error))
+    if not _passes_generated_check(doc):
+        # jsonschema has the last word: it finds the error to report, and a
+        # config the generated check wrongly refused would pass here
+        error = _first_schema_error(doc, CONFIG_SCHEMA)
+        if error is not None:
+            raise ConfigError(json_path(error.absolute_path), _reason(error))
     _check_unique_types(doc)
+
+
+def _passes_generated_check(doc: Any) -> bool:
+    """Draft4Validator's verdict without jsonschema: the code the build generated
+    from schema/*.json (tools/gen_validator.py).  A raw checkout has none."""
+    try:
+        from ._schema_check import is_valid
+    except ImportError:
+        return False
+    return is_valid(doc)
 
 
 def validate_state(doc: dict[str, Any]) -> None:
@@ -90,14 +112,13 @@ def json_path(parts: Iterable[str | int]) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
+        elif part.isascii() and part.isidentifier():  # [A-Za-z_][A-Za-z0-9_]*
             out += f".{part}" if out else part
         else:
+            import json
+
             out += f"[{json.dumps(part)}]"
     return out
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _first_schema_error(doc: Any, schema_name: str) -> ValidationError | None:
@@ -135,9 +156,20 @@ def _is_one_of_keys(error: ValidationError) -> bool:
     return error.validator == "anyOf" and all(c.validator == "required" for c in error.context)
 
 
-@functools.cache
+_VALIDATORS: dict[str, Validator] = {}
+
+
 def _validator(schema_name: str) -> Validator:
     """A Draft4Validator whose $refs resolve among our schema files only, offline."""
+    if schema_name not in _VALIDATORS:
+        _VALIDATORS[schema_name] = _new_validator(schema_name)
+    return _VALIDATORS[schema_name]
+
+
+def _new_validator(schema_name: str) -> Validator:
+    import json
+    from importlib import resources
+
     from jsonschema import Draft4Validator
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT4
@@ -166,6 +198,9 @@ _TYPE_NAMES = {
 
 def _reason(error: ValidationError) -> str:
     """One sentence for the broken rule, showing values as JSON (not Python) text."""
+    import json
+    import re
+
     value = _show(error.instance)
     rule = error.validator_value
     if error.validator == "type":
@@ -200,6 +235,8 @@ def _reason(error: ValidationError) -> str:
 
 
 def _show(value: Any, limit: int = 60) -> str:
+    import json
+
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -214,6 +251,8 @@ def _check_unique_types(doc: dict[str, Any]) -> None:
         for index, entry in enumerate(entries):
             kind = entry["type"]
             if kind in seen:
+                import json
+
                 raise ConfigError(f"{path}[{index}].type",
                                   f"{json.dumps(kind)} is already given by {path}[{seen[kind]}]")
             seen[kind] = index
