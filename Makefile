@@ -10,10 +10,13 @@ STAMP   := .make
 
 # Debian packages: the build (compiler, headers, libseccomp), the example
 # rootfs (busybox-static), the upstream runtime-spec schema the schema test
-# cross-checks against, runc (the reference some unit tests compare with) and
-# iproute2 for network-namespace tests.
+# cross-checks against, runc (the reference some tests compare with),
+# iproute2 for network-namespace tests, strace for the front-end's tests, and
+# the real clients the end-to-end tests drive ocipy with (each started
+# privately by the tests: the install must not start system daemons).
 APT_PACKAGES := gcc make pkg-config python3 python3-venv python3-dev libseccomp-dev \
-                busybox-static golang-github-opencontainers-specs-dev runc iproute2 procps
+                busybox-static golang-github-opencontainers-specs-dev runc iproute2 procps \
+                strace containerd podman conmon docker.io
 PIP_PACKAGES := "cython>=3.0" "setuptools>=64" wheel "jsonschema>=4" "attrs>=22" \
                 "pytest>=7" "hypothesis>=6"
 
@@ -28,7 +31,7 @@ demo: setup
 	@id=ocipy-demo-$$$$; $(OCIPY) run --bundle bundles/busybox $$id
 
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests spec-tests
+	$(PY) -m pytest -q -p no:cacheprovider tests spec-tests e2e-tests
 
 bench: setup
 	$(PY) bench/bench.py
@@ -41,7 +44,13 @@ $(STAMP)/apt:
 	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	    echo "apt-get install$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    policy=/usr/sbin/policy-rc.d; made=""; \
+	    if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; \
+	        chmod +x $$policy; made=1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing; rc=$$?; \
+	    [ -z "$$made" ] || rm -f $$policy; \
+	    [ $$rc -eq 0 ] || exit $$rc; \
 	fi
 	@touch $@
 

@@ -282,3 +282,11 @@ def test_without_a_pid_namespace_only_the_containers_processes_are_killed(runtim
     finally:
         sentinel.kill()
         sentinel.wait()
+
+
+def test_delete_force_of_a_missing_container_succeeds(runtime):
+    # runc's behaviour, on which podman and containerd rely to clean up
+    # after a create that failed
+    proc = runtime.cmd("delete", "--force", "spec-no-such-container")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert runtime.cmd("delete", "spec-no-such-container").returncode == 1

@@ -150,6 +150,17 @@ def test_sysctls_are_set_inside(runtime, bundle):
     assert {p: open(p).read() for p in host} == host
 
 
+def test_sysctls_are_set_before_proc_sys_becomes_read_only(runtime, bundle):
+    # docker's config: a sysctl for the container's netns, and /proc/sys in
+    # readonlyPaths; the runtime writes the sysctl first (runc's order)
+    bundle.linux["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0"}
+    bundle.linux["readonlyPaths"] = ["/proc/sys"]
+    out = runtime.run_ok(bundle, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; "
+                                 "echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null "
+                                 "&& echo writable || echo read-only")
+    assert out == "0\nread-only\n"
+
+
 # ---- file descriptors -----------------------------------------------------------------
 
 def _open_fds(listing: str) -> dict[int, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ocipy import state as st
-from ocipy.errors import ContainerNotRunning, OcipyError
+from ocipy.errors import ContainerNotFound, ContainerNotRunning, OcipyError
 
 _SIGKILL = 9  # the signal module imports enum: keep it off the hot path
 
@@ -481,7 +481,14 @@ def container_pids(record: dict) -> list[int]:
 
 
 def delete(root: str, container_id: str, *, force: bool = False) -> None:
-    path, record = st.load(root, container_id)
+    try:
+        path, record = st.load(root, container_id)
+    except ContainerNotFound:
+        if force:
+            # runc: deleting what is not there with --force succeeds; podman
+            # and containerd clean up that way after a failed create
+            return
+        raise
     status = st.status(path, record)
     if status != "stopped":
         if not force:

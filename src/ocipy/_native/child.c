@@ -709,12 +709,18 @@ static void setup_rootfs(struct oci_plan *p)
         hooks_sync(p);
     pivot_into(p);
 
-    rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0)
-        fail(p, OCI_STEP_ROOTFS, errno, -1, "/");
     if (p->rootfs_propagation && mount(NULL, "/", NULL, p->rootfs_propagation, NULL) < 0)
         fail(p, OCI_STEP_PROPAGATION, errno, -1, "/");
+}
 
+/* After the hostname and the sysctls (runc's order: they write /proc/sys,
+ * which readonlyPaths usually makes read-only): read-only paths, masked
+ * paths, then a read-only root. */
+static void finalize_rootfs(struct oci_plan *p)
+{
+    int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        fail(p, OCI_STEP_ROOTFS, errno, -1, "/");
     readonly_paths(p, rootfd);
     mask_paths(p, rootfd);
     close(rootfd);
@@ -1188,6 +1194,8 @@ static void child_main(struct oci_plan *p)
         setup_rootfs(p);
     set_hostname(p);
     set_sysctls(p);
+    if (p->setup_rootfs)
+        finalize_rootfs(p);
     if (p->console_fd >= 0)
         setup_console(p);
 
