@@ -29,8 +29,6 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     console_fd: a connected socket to send the pty master to, instead of
     --console-socket (a foreground `run` receives the terminal itself).
     """
-    from datetime import datetime, timezone
-
     from ocipy import OCI_VERSION
     from ocipy.config import load_config
     from ocipy import hooks
@@ -87,7 +85,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             "annotations": config.get("annotations") or {},
             **({"hooks": True} if config.get("hooks") else {}),
             "ocipy": {
-                "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                "created": _rfc3339_now(),
                 "owner": _owner(),
                 "init_start": 0,
                 # who is creating it: a create killed half-way leaves
@@ -216,6 +214,15 @@ def _detach_ours(path: str, before: int | None) -> None:
             detach_mount(path)
         except OSError:
             pass
+
+
+def _rfc3339_now() -> str:
+    """UTC now with microseconds, as runc's created (datetime imports enum)."""
+    import time
+
+    ns = time.time_ns()
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
 
 
 def _owner() -> str:

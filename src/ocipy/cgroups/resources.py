@@ -16,7 +16,7 @@ Device rules are not planned here: see devices.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from collections import namedtuple
 
 from ocipy.cgroups import convert
 from ocipy.errors import ConfigError
@@ -28,18 +28,17 @@ ROOT = "linux.resources"
 Reader = Callable[[str, str], "str | None"]
 
 
-class Write(NamedTuple):
-    controller: str  # v1: the hierarchy ("memory", "cpu", ...); v2: the controller owning the file
-    file: str
-    value: str
-    path: str  # the JSON path the value comes from, for error messages
-    optional: bool = False  # the file may be missing (e.g. hugetlb rsvd files)
-    # writes with the same non-zero group depend on each other's current
-    # values (memory and memory+swap, cfs period and quota): one the kernel
-    # refuses with EINVAL is retried once after the rest of its group
-    group: int = 0
-    verify: bool = False  # read the value back: the kernel clamps it silently (cpu.shares)
-    fallback: tuple[str, str] | None = None  # (file, value) to use when ``file`` is missing
+# One file write.  controller: v1 the hierarchy ("memory", "cpu", ...), v2
+# the controller owning the file; path: the JSON path the value comes from,
+# for error messages; optional: the file may be missing (e.g. hugetlb rsvd
+# files); group: writes with the same non-zero group depend on each other's
+# current values (memory and memory+swap, cfs period and quota): one the
+# kernel refuses with EINVAL is retried once after the rest of its group;
+# verify: read the value back, the kernel clamps some silently (cpu.shares);
+# fallback: (file, value) to use when ``file`` is missing.
+# (a namedtuple: typing.NamedTuple costs ~9 ms of imports on every create)
+Write = namedtuple("Write", "controller file value path optional group verify fallback",
+                   defaults=(False, 0, False, None))
 
 
 GROUP_MEMORY, GROUP_CFS, GROUP_RT = 1, 2, 3
