@@ -766,3 +766,204 @@ def status_field(text: str, key: str) -> str:
 
 def ns_inode(path: str | Path) -> int:
     return os.stat(path).st_ino
+
+
+# --------------------------------------------------------------------------
+# A seccomp agent for SCMP_ACT_NOTIFY (config-linux.md "Seccomp",
+# listenerPath): it receives the container process state and the listener
+# fd, and answers notifications with SECCOMP_IOCTL_NOTIF_RECV/SEND.
+# --------------------------------------------------------------------------
+
+import array as _array  # noqa: E402  (kept with the agent: only it needs them)
+import fcntl as _fcntl  # noqa: E402
+import select as _select  # noqa: E402
+import socket as _socket  # noqa: E402
+import struct as _struct  # noqa: E402
+import threading as _threading  # noqa: E402
+
+AGENT_TIMEOUT = 20.0
+
+# <linux/seccomp.h>: SECCOMP_IOWR(0, struct seccomp_notif) etc., magic '!'
+SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100  # struct seccomp_notif: 80 bytes
+SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101  # struct seccomp_notif_resp: 24 bytes
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+_NOTIF = _struct.Struct("=QIIiIQ6Q")  # id, pid, flags, data{nr, arch, ip, args[6]}
+_RESP = _struct.Struct("=QqiI")  # id, val, error, flags
+
+
+class Notification:
+    """One struct seccomp_notif: ``pid`` is in the agent's pid namespace."""
+
+    def __init__(self, raw: bytes) -> None:
+        fields = _NOTIF.unpack(raw)
+        self.id, self.pid, self.flags, self.nr, self.arch, self.ip = fields[:6]
+        self.args = fields[6:]
+
+
+# handler(notification) -> (val, error, flags) for SECCOMP_IOCTL_NOTIF_SEND;
+# error is a negative errno
+Answer = tuple[int, int, int]
+CONTINUE: Answer = (0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+
+
+class SeccompAgent:
+    """The seccomp agent at listenerPath: accepts connections, records what
+    each one carried (data and SCM_RIGHTS fds) and answers the notifications
+    of every listener fd it receives with ``handler``."""
+
+    def __init__(self, path: Path, handler: Callable[["Connection", Notification], Answer]
+                 ) -> None:
+        self.path = path
+        self.handler = handler
+        self.server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        self.server.settimeout(0.1)
+        self.connections: list[Connection] = []
+        self.errors: list[BaseException] = []
+        self.stop = _threading.Event()
+        self._threads: list[_threading.Thread] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Callable, *args: Any) -> None:
+        def guarded() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # reported by close()
+                self.errors.append(exc)
+        thread = _threading.Thread(target=guarded, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except _socket.timeout:
+                continue
+            connection = Connection(self, conn)
+            self.connections.append(connection)
+            self._spawn(connection.receive)
+
+    def wait_connections(self, count: int, timeout: float = AGENT_TIMEOUT) -> list["Connection"]:
+        deadline = time.monotonic() + timeout
+        while len([c for c in self.connections if c.listener is not None]) < count:
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, (
+                f"the agent got {len(self.connections)} connection(s), wanted {count} "
+                f"carrying a listener fd")
+            time.sleep(0.01)
+        return self.connections
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(AGENT_TIMEOUT)
+        self.server.close()
+        for connection in self.connections:
+            connection.close()
+
+
+class Connection:
+    """One runtime connection to the agent: what it sent (``data``,
+    ``messages``, ``fds``, ``eof``) and the notifications of its listener."""
+
+    def __init__(self, agent: SeccompAgent, conn: _socket.socket) -> None:
+        self.agent = agent
+        self.conn = conn
+        self.data = b""
+        self.messages = 0
+        self.fds: list[int] = []
+        self.truncated = False
+        self.eof = _threading.Event()
+        self.listener: int | None = None
+        self.notifications: list[Notification] = []
+        self.ppids: dict[int, int] = {}  # notification id -> the caller's parent
+
+    def receive(self) -> None:
+        self.conn.settimeout(0.1)
+        while not self.agent.stop.is_set():
+            try:
+                data, anc, flags, _ = self.conn.recvmsg(1 << 16, _socket.CMSG_SPACE(16 * 4))
+            except _socket.timeout:
+                continue
+            if flags & _socket.MSG_CTRUNC:
+                self.truncated = True
+            got = []
+            for level, kind, payload in anc:
+                if (level, kind) == (_socket.SOL_SOCKET, _socket.SCM_RIGHTS):
+                    fds = _array.array("i")
+                    fds.frombytes(payload[:len(payload) - len(payload) % 4])
+                    got.extend(fds)
+            self.fds.extend(got)
+            if not data and not anc:
+                self.eof.set()
+                return
+            self.messages += 1
+            self.data += data
+            if got and self.listener is None:
+                self.listener = got[0]
+                self.agent._spawn(self.serve)
+
+    def payload(self) -> dict:
+        return json.loads(self.data)
+
+    def serve(self) -> None:
+        """Answer the notifications of this connection's listener until the
+        processes behind it are gone (POLLHUP) or the agent stops."""
+        fd = self.listener
+        poller = _select.poll()
+        poller.register(fd, _select.POLLIN)
+        while not self.agent.stop.is_set():
+            events = poller.poll(100)
+            if not events:
+                continue
+            mask = events[0][1]
+            if mask & _select.POLLIN:
+                buf = bytearray(_NOTIF.size)  # must be zeroed (the kernel checks)
+                try:
+                    _fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOENT, errno.EINTR):  # the caller went away
+                        continue
+                    raise
+                notif = Notification(bytes(buf))
+                self.notifications.append(notif)
+                self.ppids[notif.id] = (_stat(notif.pid) or ("", 0))[1]
+                val, err, flags = self.agent.handler(self, notif)
+                resp = bytearray(_RESP.pack(notif.id, val, err, flags))
+                try:
+                    _fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, resp, True)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:  # killed while we decided
+                        raise
+            elif mask & (_select.POLLHUP | _select.POLLERR):
+                return
+
+    def close(self) -> None:
+        self.conn.close()
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds.clear()
+
+
+@pytest.fixture
+def seccomp_agent(tmp_path: Path) -> Iterator[Callable[..., "SeccompAgent"]]:
+    """``seccomp_agent(handler)`` -> a SeccompAgent listening on a socket in
+    tmp_path (``agent.path`` goes to linux.seccomp.listenerPath); closed, and
+    its threads' errors reported, after the test."""
+    agents: list[SeccompAgent] = []
+
+    def make(handler: Callable[[Connection, Notification], Answer]) -> SeccompAgent:
+        agent = SeccompAgent(tmp_path / f"agent{len(agents)}.sock", handler)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.close()
+    for agent in agents:
+        assert not agent.errors, agent.errors

@@ -31,7 +31,7 @@ def test_a_good_id_is_accepted():
 
 
 def test_state_dir_is_private_and_state_file_is_written_atomically(tmp_path):
-    path = st.make_dir(str(tmp_path / "root"), "c1")
+    path = st.make_dir(str(tmp_path / "root"), "c1", {"a": 0})
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
     st.save(path, {"a": 1})
     st.save(path, {"a": 2})
@@ -41,9 +41,11 @@ def test_state_dir_is_private_and_state_file_is_written_atomically(tmp_path):
 
 
 def test_an_id_in_use_is_refused(tmp_path):
-    st.make_dir(str(tmp_path), "c1")
+    st.make_dir(str(tmp_path), "c1", {"a": 1})
     with pytest.raises(OcipyError, match="container with id exists: c1"):
-        st.make_dir(str(tmp_path), "c1")
+        st.make_dir(str(tmp_path), "c1", {"a": 2})
+    assert st.load(str(tmp_path), "c1")[1] == {"a": 1}
+    assert os.listdir(tmp_path) == ["c1"]  # the loser's temporary dir is gone
 
 
 def test_a_missing_container_is_reported_by_id(tmp_path):

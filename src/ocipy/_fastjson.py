@@ -35,8 +35,13 @@ def loads(data: bytes | str):
     start = len(text) - len(text.lstrip(_WS))
     try:
         value, end = _scan(text, start)
-    except StopIteration:
-        raise ValueError("invalid JSON") from None
+    except (StopIteration, SystemError):
+        # the C scanner words its errors with json.decoder.JSONDecodeError,
+        # which it only finds if json was imported (SystemError otherwise):
+        # let the stdlib parse the bad document and raise the worded error
+        import json
+
+        return json.loads(text)
     if text[end:].strip(_WS):
         raise ValueError("invalid JSON: extra data")
     return value

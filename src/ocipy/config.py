@@ -43,8 +43,7 @@ _SCHEMA_FILES = ("config-schema.json", "config-linux.json", "defs.json", "defs-l
 def load_config(bundle: str) -> dict[str, Any]:
     """Read ``<bundle>/config.json`` and validate it; raise ConfigError if it is unusable."""
     try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            raw = f.read()
+        raw = _read_regular_file(os.path.join(bundle, "config.json"))
     except OSError as exc:
         why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
         if exc.errno == errno.ENOENT:
@@ -53,6 +52,29 @@ def load_config(bundle: str) -> dict[str, Any]:
     doc = parse_json(raw)
     validate_config(doc)
     return doc
+
+
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def _read_regular_file(path: str) -> bytes:
+    """A config.json that is a fifo or a device would block or never end:
+    open without blocking, insist on a regular file, read a bounded size."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError("", "config.json: not a regular file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("", f"config.json: larger than {MAX_CONFIG_BYTES >> 20} MiB")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def parse_json(raw: bytes) -> Any:

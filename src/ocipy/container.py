@@ -64,7 +64,27 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     linux = config.get("linux") or {}
     cgroup = cgroups.manager_for(linux.get("cgroupsPath"), container_id,
                                  systemd=systemd_cgroup)
-    path = st.make_dir(root, container_id)
+    record = {
+        "ociVersion": config.get("ociVersion", OCI_VERSION),
+        "id": container_id,
+        "status": "creating",
+        "pid": 0,
+        "bundle": bundle,
+        "rootfs": plan["rootfs"],
+        "annotations": config.get("annotations") or {},
+        **({"hooks": True} if config.get("hooks") else {}),
+        "ocipy": {
+            "created": _rfc3339_now(),
+            "owner": _owner(),
+            "init_start": 0,
+            # who is creating it: a create killed half-way leaves
+            # "creating" behind, which `state` then reports as stopped
+            "creator": [os.getpid(), (st.proc_start_time(os.getpid()) or (0,))[0]],
+        },
+    }
+    # the dir appears with its state.json (rename into place): a create
+    # killed at any point leaves no dir without a state
+    path = st.make_dir(root, container_id, record)
     init = 0
     cgroup_made = False
     try:
@@ -75,25 +95,6 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         seccomp = (plan["process"] or {}).get("seccomp")
         if seccomp and seccomp.get("listener_path"):
             _prepare_seccomp_listener(plan, seccomp)
-        record = {
-            "ociVersion": config.get("ociVersion", OCI_VERSION),
-            "id": container_id,
-            "status": "creating",
-            "pid": 0,
-            "bundle": bundle,
-            "rootfs": plan["rootfs"],
-            "annotations": config.get("annotations") or {},
-            **({"hooks": True} if config.get("hooks") else {}),
-            "ocipy": {
-                "created": _rfc3339_now(),
-                "owner": _owner(),
-                "init_start": 0,
-                # who is creating it: a create killed half-way leaves
-                # "creating" behind, which `state` then reports as stopped
-                "creator": [os.getpid(), (st.proc_start_time(os.getpid()) or (0,))[0]],
-            },
-        }
-        st.save(path, record)
         fifo = os.path.join(path, st.FIFO_FILE)
         os.mkfifo(fifo, 0o622)
         # the init opens it for writing as the container's root: make it
@@ -120,8 +121,14 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         # the container's cgroup exists before its first process: the child
         # is put there between clone and its go-ahead, so all it allocates
         # is accounted (and a cgroup namespace is rooted there)
+        if not linux.get("cgroupsPath"):
+            # /ocipy/<id> is this id's alone: if create is killed while it
+            # makes the dirs, delete removes whatever of them exists
+            record["ocipy"]["cgroup_pending"] = cgroup.to_state()
+            st.save(path, record)
         cgroup.create(linux.get("resources"))
         cgroup_made = True
+        record["ocipy"].pop("cgroup_pending", None)
         record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
                                cgroup_dirs=cgroup.removable_dirs())
         # on disk before the first process exists: if create is killed from
@@ -493,7 +500,13 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
     except ContainerNotFound:
         if force:
             # runc: deleting what is not there with --force succeeds; podman
-            # and containerd clean up that way after a failed create
+            # and containerd clean up that way after a failed create.  A dir
+            # without a state (never left by this create, which renames the
+            # dir into place with its state) is stale: clear it
+            orphan = st.container_dir(root, container_id)
+            if os.path.isdir(orphan) and not os.path.exists(os.path.join(orphan,
+                                                                         st.STATE_FILE)):
+                _remove_dir(orphan)
             return
         raise
     status = st.status(path, record)
@@ -516,6 +529,15 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
         if cgroup is not None and cgroup.frozen():
             cgroup.thaw()  # SIGKILL is delivered once the cgroup thaws
         _wait_stopped(record)
+    pending = record["ocipy"].get("cgroup_pending")
+    if pending:
+        from ocipy.cgroups import Manager
+
+        for leaf in Manager.from_state(pending).leaf_dirs():
+            try:
+                os.rmdir(leaf)  # empty: its processes died with the create
+            except OSError:
+                pass
     cgroup = _cgroup_of(record)
     if cgroup is not None:
         if cgroup.frozen():
@@ -712,6 +734,8 @@ def list_containers(root: str) -> list[dict]:
         return []
     found = []
     for name in names:
+        if name.startswith(st.TMP_PREFIX):
+            continue  # a create between mkdir and rename
         try:
             path, record = st.load(root, name)
         except (OcipyError, ValueError, OSError):

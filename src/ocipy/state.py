@@ -11,6 +11,7 @@ files 0600.
 """
 from __future__ import annotations
 
+import errno as _errno
 import os
 
 from ocipy import _fastjson
@@ -37,15 +38,34 @@ def container_dir(root: str, container_id: str) -> str:
     return os.path.join(root, container_id)
 
 
-def make_dir(root: str, container_id: str) -> str:
-    """Create the container's state dir; refuses an id in use (mkdir is atomic)."""
+TMP_PREFIX = ".tmp-"
+
+
+def make_dir(root: str, container_id: str, state: dict) -> str:
+    """Create the container's state dir holding ``state``; refuse an id in use.
+
+    The dir is made under a temporary name, gets its state.json, and is
+    renamed into place: rename(2) is atomic and fails when the id's dir
+    exists (it is never empty), so exactly one create per id wins, and no
+    dir ever exists without a state.json, whenever create is killed.
+    """
     path = container_dir(root, container_id)
     os.makedirs(root, mode=0o711, exist_ok=True)
+    if os.path.exists(path):
+        raise OcipyError("container with id exists", container_id)
+    tmp = os.path.join(root, f"{TMP_PREFIX}{container_id}-{os.getpid()}")
+    os.mkdir(tmp, 0o700)
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        # runc's wording, which clients match on
-        raise OcipyError("container with id exists", container_id) from None
+        save(tmp, state)
+        os.rename(tmp, path)
+    except OSError as e:
+        for name in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, name))
+        os.rmdir(tmp)
+        if e.errno in (_errno.EEXIST, _errno.ENOTEMPTY):
+            # runc's wording, which clients match on
+            raise OcipyError("container with id exists", container_id) from None
+        raise
     return path
 
 

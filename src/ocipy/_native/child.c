@@ -1026,8 +1026,13 @@ static void check_cwd_inside_root(struct oci_plan *p)
     long n = syscall(SYS_getcwd, buf, sizeof buf);
     if (n < 0)
         fail(p, OCI_STEP_CWD, errno, -1, p->cwd);
-    if (buf[0] != '/')
-        fail(p, OCI_STEP_CWD, 0, -1, "the working directory is outside the container's root");
+    if (buf[0] != '/') {
+        char detail[OCI_DETAIL_LEN];
+        str_copy(detail, sizeof detail, "the working directory \"");
+        str_append(detail, sizeof detail, p->cwd);
+        str_append(detail, sizeof detail, "\" (process.cwd) is outside the container's root");
+        fail(p, OCI_STEP_SETUP, 0, -1, detail);
+    }
 }
 
 static void finish_and_exec(struct oci_plan *p)
@@ -1091,12 +1096,23 @@ static void finish_and_exec(struct oci_plan *p)
      * getcwd).  Without no_new_privs, loading needs CAP_SYS_ADMIN: keep it
      * for that one call if the final sets lack it; then only capset,
      * prctl(PR_CAP_AMBIENT) and execve remain. */
+    /* Nothing but execve may follow the filter (a profile may block capset
+     * or prctl), so CAP_SYS_ADMIN is kept in the final sets for the load:
+     * harmless, since after execve a process's capabilities derive from its
+     * bounding, inheritable and ambient sets only, never from the permitted
+     * and effective sets it had before. */
     const uint64_t sys_admin = 1ULL << 21;
     int need_admin = p->seccomp_len && !p->no_new_privs && !(p->cap_effective & sys_admin);
-    if (need_admin)
-        capset_masks(p, p->cap_effective | sys_admin, p->cap_permitted | sys_admin);
-    else if (p->has_caps)
+    if (p->has_caps) {
+        uint64_t effective = p->cap_effective, permitted = p->cap_permitted;
+        if (need_admin) {
+            p->cap_effective |= sys_admin;
+            p->cap_permitted |= sys_admin;
+        }
         set_capabilities(p);
+        p->cap_effective = effective;
+        p->cap_permitted = permitted;
+    }
     if (p->seccomp_len) {
         struct sock_fprog prog;
         prog.len = (unsigned short)(p->seccomp_len / sizeof(struct sock_filter));
@@ -1110,8 +1126,6 @@ static void finish_and_exec(struct oci_plan *p)
         if ((p->seccomp_flags & SECCOMP_FILTER_FLAG_NEW_LISTENER) && p->seccomp_listener_fd >= 0)
             send_seccomp_listener(p, listener);
     }
-    if (need_admin && p->has_caps)
-        set_capabilities(p);
     execve(p->exec_path, p->argv, p->envp);
     fail(p, OCI_STEP_EXEC, errno, -1, p->exec_path);
 }
@@ -1229,6 +1243,15 @@ static void child_main(struct oci_plan *p)
             str_append(line, sizeof line, "\n");
             write_all(2, line, strlen(line));
             _exit(1);
+        }
+        /* the fd must stay above the fds preserved for the container: one
+         * among them would survive execve and `start` would never see EOF */
+        if (fd < 3 + p->preserve_fds) {
+            int high = fcntl(fd, F_DUPFD_CLOEXEC, 3 + p->preserve_fds);
+            if (high < 0)
+                _exit(1);
+            close(fd);
+            fd = high;
         }
         close(p->fifo_fd);
         p->fifo_fd = fd;

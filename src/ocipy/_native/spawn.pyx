@@ -286,6 +286,9 @@ def spawn(dict plan):
     setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one))
     try:
         p.sync_fd = _high_fd(sv[1], floor)
+        # our own end is inherited by the child too: keep it out of the range
+        # of fds preserved for the container
+        sv[0] = _high_fd(sv[0], floor)
     except BaseException:
         close(sv[0])
         close(sv[1])
