@@ -264,6 +264,34 @@ static int mkpath_in_root(int rootfd, const char *path, int last_is_file, mode_t
     return parent;
 }
 
+/* One sendmsg: payload as data, exactly one fd as SCM_RIGHTS (what runc
+ * sends to a console socket, and the runtime-spec to a seccomp agent). */
+static int send_fd(int sock, const char *payload, size_t len, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {(void *)payload, len};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof control.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* mounts                                                              */
 
@@ -524,28 +552,7 @@ static const char *notify_payload(struct oci_plan *p)
 static void send_seccomp_listener(struct oci_plan *p, int listener)
 {
     const char *payload = notify_payload(p);
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    memset(&control, 0, sizeof control);
-    struct iovec iov = {(void *)payload, strlen(payload)};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control.buf;
-    mh.msg_controllen = sizeof control.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &listener, sizeof(int));
-    ssize_t n;
-    do {
-        n = sendmsg(p->seccomp_listener_fd, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
+    if (send_fd(p->seccomp_listener_fd, payload, strlen(payload), listener) < 0)
         fail(p, OCI_STEP_SECCOMP, errno, -1, "send the listener to linux.seccomp.listenerPath");
     close(listener);
     close(p->seccomp_listener_fd);
@@ -786,28 +793,7 @@ static void setup_console(struct oci_plan *p)
 
     /* one message: the name as payload, exactly one fd as SCM_RIGHTS */
     static const char name[] = "/dev/ptmx";
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    memset(&control, 0, sizeof control);
-    struct iovec iov = {(void *)name, sizeof name - 1};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control.buf;
-    mh.msg_controllen = sizeof control.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &master, sizeof(int));
-    ssize_t n;
-    do {
-        n = sendmsg(p->console_fd, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
+    if (send_fd(p->console_fd, name, sizeof name - 1, master) < 0)
         fail(p, OCI_STEP_CONSOLE, errno, -1, "send the pty master to the console socket");
     close(master);
     close(p->console_fd);
