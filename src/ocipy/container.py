@@ -952,3 +952,6 @@ def events(root: str, container_id: str, *, interval: float = 5.0, stats_once: b
             out({"type": "stats", "id": container_id, "data": cgroup.stats()})
             next_stats = now + interval
         time.sleep(min(0.2, interval))
+    # an OOM kill that stopped the container within the last sleep
+    if cgroup.oom_count() > ooms:
+        out({"type": "oom", "id": container_id})

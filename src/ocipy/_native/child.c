@@ -1254,7 +1254,10 @@ static void child_main(struct oci_plan *p)
                      start_state(p));
     } else {
         /* ocipy exec: no waiting; the parent learns our pid from this
-         * message and sees EOF on the (close-on-exec) socket at execve */
+         * message and sees EOF on the (close-on-exec) socket at execve.
+         * The death signal must go: it survives execve, and `exec -d`
+         * returns while the process runs on */
+        prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
         send_msg(p, OCI_MSG_READY, 0, 0, -1, "");
     }
     finish_and_exec(p);
