@@ -61,8 +61,7 @@ class V1Manager(Manager):
                                  errno=exc.errno) from None
             self.created.extend(made)
             if "cpuset" in controllers:
-                for new in made:
-                    _inherit_cpuset(new)
+                _init_cpuset_path(directory)
 
     def _dir_for(self, controller: str) -> str | None:
         return self.dirs.get(controller)
@@ -165,6 +164,22 @@ class V1Manager(Manager):
         if not directory:
             return 0
         return files.read_keyed(os.path.join(directory, "memory.oom_control")).get("oom_kill", 0)
+
+
+def _init_cpuset_path(leaf: str) -> None:
+    """Initialise every empty cpuset from the first filled ancestor down to
+    the leaf (runc's ensureParent): a parent another create made a moment
+    ago may not be filled yet, and a child of an empty cpuset stays empty."""
+    chain = []
+    directory = leaf
+    while True:
+        cpus = files.read_optional(os.path.join(directory, "cpuset.cpus"))
+        if cpus is None or cpus.strip():
+            break
+        chain.append(directory)
+        directory = os.path.dirname(directory)
+    for directory in reversed(chain):
+        _inherit_cpuset(directory)
 
 
 def _inherit_cpuset(directory: str) -> None:
