@@ -8,13 +8,14 @@ PY      := $(VENV)/bin/python
 OCIPY   := $(VENV)/bin/ocipy
 STAMP   := .make
 
-# Debian packages: the build (compiler, headers, libseccomp), the example
+# Debian packages: the build (compiler, headers incl. the static libc for
+# ocipy-init, libseccomp), the example
 # rootfs (busybox-static), the upstream runtime-spec schema the schema test
 # cross-checks against, runc (the reference some tests compare with),
 # iproute2 for network-namespace tests, strace for the front-end's tests, and
 # the real clients the end-to-end tests drive ocipy with (each started
 # privately by the tests: the install must not start system daemons).
-APT_PACKAGES := gcc make pkg-config python3 python3-venv python3-dev libseccomp-dev \
+APT_PACKAGES := gcc libc6-dev make pkg-config python3 python3-venv python3-dev libseccomp-dev \
                 busybox-static golang-github-opencontainers-specs-dev runc iproute2 procps \
                 strace containerd podman conmon docker.io
 PIP_PACKAGES := "cython>=3.0" "setuptools>=64" wheel "jsonschema>=4" "attrs>=22" \

@@ -9,16 +9,24 @@ import subprocess
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 from Cython.Build import cythonize
 
 NATIVE = "src/ocipy/_native"
+HERE = os.path.dirname(os.path.abspath(__file__))
+# ocipy-init (init.c + child.c): the static program every container process
+# runs its last stage in; embedded in the spawn extension (init_image.c)
+INIT_BINARY = os.path.join(HERE, "build", "ocipy-init")
+INIT_SOURCES = [f"{NATIVE}/init.c", f"{NATIVE}/child.c"]
 
 extensions = [
     Extension(
         "ocipy._native.spawn",
-        sources=[f"{NATIVE}/spawn.pyx", f"{NATIVE}/child.c"],
+        sources=[f"{NATIVE}/spawn.pyx", f"{NATIVE}/child.c", f"{NATIVE}/init_image.c"],
         include_dirs=[NATIVE],
+        define_macros=[("OCI_INIT_PATH", f'"{INIT_BINARY}"')],
+        depends=INIT_SOURCES + [f"{NATIVE}/child.h", INIT_BINARY],
         libraries=["seccomp"],
         extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE"],
     ),
@@ -38,6 +46,24 @@ extensions = [
     ),
 ]
 
+class build_ext_with_init(build_ext):
+    """Build ocipy-init before the extensions that embed it.  Static: it runs
+    inside the container's root, where neither our loader nor our libc is."""
+
+    def run(self):
+        sources = [os.path.join(HERE, s) for s in INIT_SOURCES]
+        headers = [os.path.join(HERE, NATIVE, "child.h")]
+        newest = max(os.path.getmtime(f) for f in sources + headers)
+        if not os.path.exists(INIT_BINARY) or os.path.getmtime(INIT_BINARY) < newest:
+            os.makedirs(os.path.dirname(INIT_BINARY), exist_ok=True)
+            subprocess.check_call(
+                ["gcc", "-Os", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE",
+                 "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections", "-static", "-s",
+                 "-I", os.path.join(HERE, NATIVE), "-o", INIT_BINARY + ".tmp"] + sources)
+            os.replace(INIT_BINARY + ".tmp", INIT_BINARY)
+        super().run()
+
+
 class build_py_with_schema_check(build_py):
     """Write src/ocipy/_schema_check.py, our schema as Python (tools/gen_validator.py),
     before the modules are collected: wheels and editable installs both get it."""
@@ -53,4 +79,4 @@ class build_py_with_schema_check(build_py):
 
 
 setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True}),
-      cmdclass={"build_py": build_py_with_schema_check})
+      cmdclass={"build_py": build_py_with_schema_check, "build_ext": build_ext_with_init})

@@ -15,6 +15,7 @@ container runtime and checks the container gets nothing out of it.
 from __future__ import annotations
 
 import array
+import errno
 import json
 import os
 import re
@@ -364,35 +365,28 @@ print("EXE", st.st_dev, st.st_ino, st.st_uid, oct(st.st_mode), readonly, os.gete
 """
 
 
-# Known gap (issue #4, class of CVE-2019-5736): the process that execs the
-# user's program is a fork of the host interpreter, so a `#!/proc/self/exe`
-# program runs the host python binary inside the container.  The fix planned:
-# execve through a trampoline held in a sealed memfd.  strict: this test must
-# start failing the xfail (pass) once that lands, and the mark comes off.
-@pytest.mark.xfail(strict=True, reason="CVE-2019-5736 class: exec through a sealed memfd "
-                                       "trampoline is not implemented yet (issue #4)")
 @pytest.mark.parametrize("via", ["run", "exec"])
 def test_process_cannot_get_the_runtime_binary_through_proc_self_exe(runtime, bundle,
                                                                      private_rootfs, util, via):
     # CVE-2019-5736: the container's entrypoint is a script whose
     # interpreter is /proc/self/exe.  execve resolves it in the process
     # doing the execve, the runtime: the container then runs, and holds, the
-    # runtime's binary (for ocipy, the host's python).  With a writable
-    # handle it can overwrite it once no runtime runs (ETXTBSY is gone), and
-    # the host runs the attacker's code the next time it starts a container.
-    # runc answers with a sealed memfd copy of itself (1.1) or a read-only
-    # bind (1.2): whatever the container gets must not be the host's file on
-    # a writable mount.
+    # runtime's binary (for a Python runtime, the host's python).  With a
+    # writable handle it can overwrite it once no runtime runs (ETXTBSY is
+    # gone), and the host runs the attacker's code the next time it starts a
+    # container.  runc answers with a sealed memfd copy of itself (1.1) or a
+    # read-only bind (1.2), ocipy by doing the last stage in ocipy-init, a
+    # static program in a sealed memfd: whatever the container gets must not
+    # be the host's file on a writable mount.
     bundle.use_rootfs(private_rootfs)
     image = _runtime_image(runtime, bundle)
-    if not os.path.isfile(image):
-        return  # a memfd or deleted copy: no host file to reach
-    is_python = os.path.basename(image).startswith("python")
-    bundle.config["mounts"] += _library_mounts(image)
+    on_host = os.path.isfile(image)
+    is_python = on_host and os.path.basename(image).startswith("python")
+    if on_host:
+        bundle.config["mounts"] += _library_mounts(image)
     evil = private_rootfs / "evil"
     evil.write_text("#!/proc/self/exe\n" + EVIL_PY)
     evil.chmod(0o755)
-    host = os.stat(image)
 
     if is_python:
         # control: the same script with the host's python bound in does run,
@@ -409,10 +403,16 @@ def test_process_cannot_get_the_runtime_binary_through_proc_self_exe(runtime, bu
     if via == "run":
         bundle.args = ["/evil"]
         proc = runtime.run(runtime.new_id("exe"), bundle)
+        status, stderr = proc.returncode, proc.stderr
     else:
         cid, _ = _sleeper(runtime, bundle)
         proc = runtime.exec(cid, "/evil")
+        status, stderr = proc.returncode, proc.stderr
         runtime.delete(cid, "--force")
+    if util.IS_OCIPY:
+        # what ran was ocipy-init, which refuses to be anything but the
+        # last stage of a container process
+        assert status == 127 and "ocipy-init: " in stderr, (status, stderr, proc.stdout)
     found = re.search(r"^EXE (\d+) (\d+) (\d+) (\S+) (\d+) (\d+)$", proc.stdout, re.M)
     if found is None:
         # /proc/self/exe was no python (then the control was skipped too), or
@@ -420,12 +420,46 @@ def test_process_cannot_get_the_runtime_binary_through_proc_self_exe(runtime, bu
         assert not is_python or "Python" not in proc.stderr, (
             f"the host's {image} ran in the container: {proc.stderr[-500:]!r}")
         return
+    assert on_host, f"a python ran from {image}: {proc.stdout!r}"
+    host = os.stat(image)
     dev, ino, uid, mode, readonly, euid = (found.group(i) for i in range(1, 7))
     same_file = (int(dev), int(ino)) == (host.st_dev, host.st_ino)
     writable = (not int(readonly) and int(uid) == int(euid) and int(mode, 8) & 0o200)
     assert not (same_file and writable), (
         f"the container ran and holds an fd to the host's {image} (dev {dev} ino {ino}, "
         f"owner {uid}, mode {mode}) on a writable mount: CVE-2019-5736")
+
+
+F_GET_SEALS = 1034
+F_SEAL_WRITE = 0x0008
+
+
+@pytest.mark.ocipy_only
+def test_waiting_init_runs_from_a_sealed_memfd_not_the_interpreter(runtime, bundle):
+    # The init that waits for `start` is ocipy-init, not a copy of the
+    # runtime: /proc/<init>/exe is a memfd whose contents nobody can change
+    # and no interpreter page stays mapped in it.
+    bundle.args = ["true"]
+    cid = runtime.new_id("sealed")
+    runtime.create(cid, bundle)
+    pid = runtime.state(cid)["pid"]
+    assert os.readlink(f"/proc/{pid}/exe").startswith("/memfd:ocipy-init")
+    with open(f"/proc/{pid}/comm") as f:
+        assert f.read().strip() == "ocipy-init"
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.read()
+    assert "python" not in maps and "libpython" not in maps, maps
+    fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY)
+    try:
+        import fcntl
+        assert fcntl.fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as raised:
+        os.open(f"/proc/{pid}/exe", os.O_WRONLY)
+    assert raised.value.errno in (errno.EPERM, errno.ETXTBSY), raised.value
+    runtime.start(cid)
+    assert runtime.wait(cid) == 0
 
 
 # ---- masked paths, mount destinations, readonlyPaths through symlinks --------------------

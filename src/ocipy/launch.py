@@ -21,7 +21,7 @@ STEP_NAMES = (
     "rootfs", "mkdir", "mount", "device", "pivot", "mask", "readonly", "hostname",
     "domainname", "sysctl", "cwd", "lookup", "fifo", "rlimit", "oom", "user", "caps",
     "nnp", "lsm", "keyring", "exec", "console", "hook_createContainer", "hook_startContainer",
-    "seccomp",
+    "seccomp", "init",
 )
 
 _NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace fd: its CLONE_NEW* type

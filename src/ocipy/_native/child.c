@@ -163,6 +163,26 @@ __attribute__((noreturn)) static void fail(struct oci_plan *p, int step, int err
     _exit(1);
 }
 
+/* --debug: how long each step took, as OCI_MSG_TRACE records (err holds
+ * the microseconds).  Only while the sync socket is there: after `start`
+ * released the init nobody reads them. */
+static void trace_begin(struct oci_plan *p, struct timespec *t)
+{
+    if (p->trace)
+        clock_gettime(CLOCK_MONOTONIC, t);
+}
+
+static void trace_end(struct oci_plan *p, const struct timespec *t, int step, int index,
+                      const char *detail)
+{
+    if (!p->trace || p->report_is_fifo || p->report_fd < 0)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long us = (long)(now.tv_sec - t->tv_sec) * 1000000L + (now.tv_nsec - t->tv_nsec) / 1000;
+    send_msg(p, OCI_MSG_TRACE, step, (int)us, index, detail ? detail : "");
+}
+
 /* wait for the parent's one-byte go-ahead */
 static void wait_parent(struct oci_plan *p)
 {
@@ -531,9 +551,13 @@ static void hooks_sync(struct oci_plan *p)
     if (n <= 0)
         _exit(1); /* the parent is gone, or a hook failed and it will kill us */
     p->hook_state[n] = '\0';
-    for (int i = 0; i < p->n_create_container_hooks; i++)
+    for (int i = 0; i < p->n_create_container_hooks; i++) {
+        struct timespec t;
+        trace_begin(p, &t);
         run_hook(p, &p->create_container_hooks[i], OCI_STEP_HOOK_CREATE_CONTAINER, i,
                  p->hook_state);
+        trace_end(p, &t, OCI_STEP_HOOK_CREATE_CONTAINER, i, p->create_container_hooks[i].path);
+    }
 }
 
 static const char *start_state(struct oci_plan *p)
@@ -694,13 +718,19 @@ static void setup_rootfs(struct oci_plan *p)
     if (rootfd < 0)
         fail(p, OCI_STEP_ROOTFS, errno, -1, p->rootfs);
 
-    for (int i = 0; i < p->n_mounts; i++)
+    struct timespec t;
+    for (int i = 0; i < p->n_mounts; i++) {
+        trace_begin(p, &t);
         do_mount(p, rootfd, &p->mounts[i]);
+        trace_end(p, &t, OCI_STEP_MOUNT, p->mounts[i].index, p->mounts[i].dest);
+    }
 
     if (p->make_devices) {
+        trace_begin(p, &t);
         for (int i = 0; i < p->n_devices; i++)
             make_device(p, rootfd, &p->devices[i]);
         make_dev_links(p, rootfd);
+        trace_end(p, &t, OCI_STEP_DEVICE, -1, "/dev");
     }
 
     /* runc creates a missing cwd (rootfs_linux.go: createCwd) */
@@ -714,7 +744,9 @@ static void setup_rootfs(struct oci_plan *p)
 
     if (p->hooks_sync)
         hooks_sync(p);
+    trace_begin(p, &t);
     pivot_into(p);
+    trace_end(p, &t, OCI_STEP_PIVOT, -1, p->no_pivot ? "chroot" : "pivot_root");
 
     if (p->rootfs_propagation && mount(NULL, "/", NULL, p->rootfs_propagation, NULL) < 0)
         fail(p, OCI_STEP_PROPAGATION, errno, -1, "/");
@@ -728,8 +760,13 @@ static void finalize_rootfs(struct oci_plan *p)
     int rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         fail(p, OCI_STEP_ROOTFS, errno, -1, "/");
+    struct timespec t;
+    trace_begin(p, &t);
     readonly_paths(p, rootfd);
+    trace_end(p, &t, OCI_STEP_READONLY, -1, "linux.readonlyPaths");
+    trace_begin(p, &t);
     mask_paths(p, rootfd);
+    trace_end(p, &t, OCI_STEP_MASK, -1, "linux.maskedPaths");
     close(rootfd);
 
     if (p->root_readonly) {
@@ -1100,6 +1137,7 @@ static void finish_and_exec(struct oci_plan *p)
         p->cap_permitted = permitted;
     }
     if (p->seccomp_len) {
+        /* (no trace record after this: the filter may forbid sending it) */
         struct sock_fprog prog;
         prog.len = (unsigned short)(p->seccomp_len / sizeof(struct sock_filter));
         prog.filter = (struct sock_filter *)p->seccomp_filter;
@@ -1166,6 +1204,164 @@ static void enter_namespaces(struct oci_plan *p)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* handing over to ocipy-init                                          */
+
+/* A buffered writer for the stage-2 image: system calls only. */
+struct blob_writer {
+    int fd;
+    int failed;
+    size_t used;
+    char buf[8192];
+};
+
+static void blob_flush(struct blob_writer *w)
+{
+    if (w->used && write_all(w->fd, w->buf, w->used) < 0)
+        w->failed = 1;
+    w->used = 0;
+}
+
+static void blob_put(struct blob_writer *w, const void *data, size_t len)
+{
+    const char *c = data;
+    while (len) {
+        if (w->used == sizeof w->buf)
+            blob_flush(w);
+        size_t n = sizeof w->buf - w->used;
+        if (n > len)
+            n = len;
+        memcpy(w->buf + w->used, c, n);
+        w->used += n;
+        c += n;
+        len -= n;
+    }
+}
+
+static void blob_u32(struct blob_writer *w, uint32_t v)
+{
+    blob_put(w, &v, sizeof v);
+}
+
+/* a string: its length (OCI_BLOB_NULL for NULL), its bytes and a NUL */
+static void blob_str(struct blob_writer *w, const char *s)
+{
+    if (!s) {
+        blob_u32(w, OCI_BLOB_NULL);
+        return;
+    }
+    size_t len = strlen(s);
+    blob_u32(w, (uint32_t)len);
+    blob_put(w, s, len + 1);
+}
+
+/* a NULL-terminated string vector: the count, then each string */
+static void blob_strv(struct blob_writer *w, char *const *v)
+{
+    uint32_t n = 0;
+    while (v && v[n])
+        n++;
+    blob_u32(w, n);
+    for (uint32_t i = 0; i < n; i++)
+        blob_str(w, v[i]);
+}
+
+/* The part of the plan that stage 2 reads, into a new memfd (format in
+ * child.h, read back by oci_stage2_unpack).  The struct goes first as it
+ * is; the reader replaces every pointer in it. */
+static int pack_stage2(struct oci_plan *p)
+{
+    int fd = (int)syscall(SYS_memfd_create, "ocipy-stage2", 0);
+    if (fd < 0)
+        return -1;
+    struct blob_writer w;
+    w.fd = fd;
+    w.failed = 0;
+    w.used = 0;
+    uint32_t header[2] = {OCI_BLOB_MAGIC, (uint32_t)sizeof *p};
+    blob_put(&w, header, sizeof header);
+    blob_put(&w, p, sizeof *p);
+    blob_strv(&w, p->argv);
+    blob_strv(&w, p->envp);
+    blob_str(&w, p->cwd);
+    blob_str(&w, p->apparmor_profile);
+    blob_str(&w, p->selinux_label);
+    blob_put(&w, p->groups, (size_t)p->n_groups * sizeof(gid_t));
+    blob_put(&w, p->seccomp_filter, p->seccomp_len);
+    if (p->hook_state) {
+        /* the createContainer state, the startContainer state and the
+         * listener payload, each NUL-terminated */
+        size_t len = 0;
+        for (int part = 0; part < 3; part++)
+            len += strlen(p->hook_state + len) + 1;
+        blob_u32(&w, (uint32_t)len);
+        blob_put(&w, p->hook_state, len);
+    } else {
+        blob_u32(&w, OCI_BLOB_NULL);
+    }
+    for (int i = 0; i < p->n_start_container_hooks; i++) {
+        struct oci_hook *h = &p->start_container_hooks[i];
+        blob_str(&w, h->path);
+        blob_strv(&w, h->argv);
+        blob_strv(&w, h->envp);
+        blob_u32(&w, (uint32_t)h->timeout);
+    }
+    blob_flush(&w);
+    if (w.failed || lseek(fd, 0, SEEK_SET) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+static int keep_across_exec(int fd)
+{
+    return fd < 0 ? 0 : fcntl(fd, F_SETFD, 0);
+}
+
+/* CVE-2019-5736 and its class: until now this process is a copy of the
+ * runtime, the host's Python interpreter, and /proc/self/exe names that
+ * binary.  A container process that executed it (a `#!/proc/self/exe`
+ * script, or /proc/<init>/exe opened while the init waits for start) would
+ * run the host's interpreter inside the container, or write to it.  So the
+ * last stage runs in ocipy-init, a small static program the parent copied
+ * into a sealed memfd: from here on /proc/self/exe is that read-only copy
+ * and the interpreter is out of the container's reach.  (runc re-executes
+ * itself from a memfd for the same reason.)  It also keeps the init that
+ * waits for `start` small: the interpreter's pages go at this execve. */
+static void exec_init(struct oci_plan *p)
+{
+    /* execve keeps our capabilities only for the root of our user
+     * namespace: a process that joined one (ocipy exec, or a config naming
+     * a user namespace's path) is still the host's uid, unmapped there, and
+     * ocipy-init would start with none.  The process's own uid and gids are
+     * set in stage 2 anyway. */
+    if (geteuid() != 0 &&
+        (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
+        fail(p, OCI_STEP_USERNS, errno, -1,
+             "become root of the user namespace (is uid 0 mapped in it?)");
+    int blob = pack_stage2(p);
+    if (blob < 0)
+        fail(p, OCI_STEP_INIT, errno, -1, "write the plan for ocipy-init");
+    /* stdio and the preserved fds must survive both execves */
+    for (int fd = 0; fd < 3 + p->preserve_fds; fd++) {
+        int fl = fcntl(fd, F_GETFD);
+        if (fl >= 0 && (fl & FD_CLOEXEC))
+            fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+    }
+    if (keep_across_exec(blob) < 0 || keep_across_exec(p->sync_fd) < 0 ||
+        keep_across_exec(p->fifo_fd) < 0 || keep_across_exec(p->seccomp_listener_fd) < 0)
+        fail(p, OCI_STEP_INIT, errno, -1, "pass the fds to ocipy-init");
+    char num[24];
+    fmt_uint(num, sizeof num, (unsigned long)blob);
+    char *const argv[] = {(char *)OCI_INIT_ARGV0, num, NULL};
+    char *const envp[] = {NULL};
+    syscall(SYS_execveat, p->init_fd, "", argv, envp, AT_EMPTY_PATH);
+    fail(p, OCI_STEP_INIT, errno, -1, "execute ocipy-init");
+}
+
 static void child_main(struct oci_plan *p)
 {
     p->report_fd = p->sync_fd;
@@ -1180,7 +1376,10 @@ static void child_main(struct oci_plan *p)
     umask(0);
 
     wait_parent(p); /* cgroups are in place */
+    struct timespec t;
+    trace_begin(p, &t);
     enter_namespaces(p);
+    trace_end(p, &t, OCI_STEP_UNSHARE, -1, "namespaces");
     if (p->hooks_sync && !p->setup_rootfs)
         hooks_sync(p); /* ocipy exec: only the seccomp listener's payload */
 
@@ -1192,12 +1391,17 @@ static void child_main(struct oci_plan *p)
 
     if (p->setup_rootfs)
         setup_rootfs(p);
+    trace_begin(p, &t);
     set_hostname(p);
     set_sysctls(p);
+    trace_end(p, &t, OCI_STEP_SYSCTL, -1, "hostname and sysctls");
     if (p->setup_rootfs)
         finalize_rootfs(p);
-    if (p->console_fd >= 0)
+    if (p->console_fd >= 0) {
+        trace_begin(p, &t);
         setup_console(p);
+        trace_end(p, &t, OCI_STEP_CONSOLE, -1, "console");
+    }
 
     if (!p->has_process) {
         /* a config without process may be created; start reports the error */
@@ -1208,6 +1412,17 @@ static void child_main(struct oci_plan *p)
         lookup_executable(p);
     }
 
+    exec_init(p);
+}
+
+/* The second stage, in the ocipy-init image (init.c): report "ready", wait
+ * for `start` on the exec fifo, run startContainer hooks, then the last
+ * steps and the container's execve.  See exec_init() for why it is a
+ * separate image. */
+void oci_stage2(struct oci_plan *p)
+{
+    p->report_fd = p->sync_fd;
+    p->report_is_fifo = 0;
     if (p->fifo_fd >= 0) {
         char fifo[64];
         fd_path(fifo, sizeof fifo, p->fifo_fd);

@@ -25,6 +25,7 @@ enum oci_msg_type {
     OCI_MSG_READY = 2,  /* set up and waiting on the exec fifo (the sender's pid is the init) */
     OCI_MSG_ERROR = 3,  /* a step failed; the child exits after sending this */
     OCI_MSG_HOOKS = 4,  /* mounts done: run prestart/createRuntime, then send the state */
+    OCI_MSG_TRACE = 5,  /* --debug: a step done; err = its duration in microseconds */
 };
 
 /* The step that failed, for the parent to word the error. Keep in sync with
@@ -63,6 +64,7 @@ enum oci_step {
     OCI_STEP_HOOK_CREATE_CONTAINER,
     OCI_STEP_HOOK_START_CONTAINER,
     OCI_STEP_SECCOMP,
+    OCI_STEP_INIT,
 };
 
 struct oci_msg {
@@ -190,11 +192,30 @@ struct oci_plan {
                          * for startContainer, NUL, the seccomp listener's payload */
     size_t hook_state_cap;
 
+    int init_fd;        /* sealed memfd holding ocipy-init, executed for stage 2 */
+    int trace;          /* send OCI_MSG_TRACE records (--debug) */
+
     /* scratch the child fills: the executable found on PATH */
     char exec_path[OCI_PATH_LEN];
     int report_fd;      /* where errors go now: sync_fd, then the fifo */
     int report_is_fifo;
 };
+
+/* The hand-over to ocipy-init (init.c): the child writes the plan's stage-2
+ * part to a memfd and executes ocipy-init with argv {OCI_INIT_ARGV0, "<fd>"}.
+ * The memfd holds: u32 OCI_BLOB_MAGIC, u32 sizeof(struct oci_plan), the
+ * struct itself (its pointers are meaningless to the reader), then argv,
+ * envp (u32 count + strings), cwd, apparmor_profile, selinux_label (u32
+ * length or OCI_BLOB_NULL, bytes, NUL), n_groups gids, seccomp_len bytes of
+ * filter, the hook state (u32 length or OCI_BLOB_NULL, bytes), and per
+ * startContainer hook its path, argv, envp and u32 timeout.  Both sides are
+ * built from this header by the same compiler. */
+#define OCI_INIT_ARGV0 "ocipy-init"
+#define OCI_BLOB_MAGIC 0x3269636fU /* "oci2" */
+#define OCI_BLOB_NULL 0xffffffffU
+
+/* Stage 2, run by ocipy-init: from "ready" to the container's execve. */
+void oci_stage2(struct oci_plan *plan);
 
 /* Clone the child described by plan and return its pid (or -errno).  In the
  * parent only; the child never returns from this call. */

@@ -120,6 +120,8 @@ cdef extern from "child.h" nogil:
         int n_start_container_hooks
         char *hook_state
         size_t hook_state_cap
+        int init_fd
+        int trace
 
     int oci_spawn(oci_plan *plan)
 

@@ -121,6 +121,64 @@ def open_tree_clone(path, bint recursive):
     return fd
 
 
+cdef extern from *:
+    """
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    #include <fcntl.h>
+    #include <errno.h>
+    #ifndef MFD_CLOEXEC
+    #define MFD_CLOEXEC 0x0001U
+    #define MFD_ALLOW_SEALING 0x0002U
+    #endif
+    #ifndef MFD_EXEC
+    #define MFD_EXEC 0x0010U
+    #endif
+    #ifndef F_ADD_SEALS
+    #define F_ADD_SEALS 1033
+    #define F_SEAL_SEAL 0x0001
+    #define F_SEAL_SHRINK 0x0002
+    #define F_SEAL_GROW 0x0004
+    #define F_SEAL_WRITE 0x0008
+    #endif
+    extern const unsigned char oci_init_image[] __attribute__((visibility("hidden")));
+    extern const unsigned char oci_init_image_end[] __attribute__((visibility("hidden")));
+
+    /* ocipy-init in a sealed memfd: nothing can write to it, not even
+     * through /proc/<pid>/exe from inside the container (see exec_init in
+     * child.c).  -errno on failure. */
+    static int ocipy_init_memfd(void)
+    {
+        /* MFD_EXEC: kernels >= 6.3 may default memfds to non-executable */
+        int fd = (int)syscall(SYS_memfd_create, "ocipy-init",
+                              MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+        if (fd < 0 && errno == EINVAL)
+            fd = (int)syscall(SYS_memfd_create, "ocipy-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+            return -errno;
+        const unsigned char *at = oci_init_image;
+        while (at < oci_init_image_end) {
+            ssize_t n = write(fd, at, (size_t)(oci_init_image_end - at));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                int saved = n < 0 ? errno : EIO;
+                close(fd);
+                return -saved;
+            }
+            at += n;
+        }
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+            int saved = errno;
+            close(fd);
+            return -saved;
+        }
+        return fd;
+    }
+    """
+    int ocipy_init_memfd() nogil
+
+
 def spawn(dict plan):
     """Clone the container's first process; return (pid, parent's sync socket fd).
 
@@ -268,6 +326,7 @@ def spawn(dict plan):
     listener = plan.get("seccomp_listener_fd", -1)
     p.seccomp_listener_fd = _high_fd(listener, floor) if listener >= 0 else -1
 
+    p.trace = plan.get("trace", False)
     p.hooks_sync = plan.get("hooks_sync", False)
     create_hooks = plan.get("create_container_hooks", [])
     p.create_container_hooks = _hooks(arena, create_hooks)
@@ -279,7 +338,13 @@ def spawn(dict plan):
         p.hook_state_cap = 1 << 17
         p.hook_state = <char *>arena.alloc(p.hook_state_cap, 1)
 
+    cdef int init_fd = ocipy_init_memfd()
+    if init_fd < 0:
+        raise OSError(-init_fd, "copy ocipy-init into a sealed memfd")
+    p.init_fd = _high_fd(init_fd, floor)
+
     if socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0:
+        close(p.init_fd)
         raise OSError(errno, "socketpair")
     # the kernel stamps every message with its sender's pid, translated into
     # our pid namespace: that is how we learn the init's host pid
@@ -292,12 +357,14 @@ def spawn(dict plan):
     except BaseException:
         close(sv[0])
         close(sv[1])
+        close(p.init_fd)
         raise
 
     cdef int pid
     with nogil:
         pid = oci_spawn(p)
     close(p.sync_fd)
+    close(p.init_fd)
     # spawn owns the fds it was handed: the child has its copies now
     for i in range(p.n_joins):
         close(p.joins[i].fd)
@@ -404,3 +471,12 @@ def detach_mount(path):
     cdef bytes b = path.encode() if isinstance(path, str) else path
     if umount2(b, MNT_DETACH) < 0:
         raise OSError(errno, f"umount {path}")
+
+
+def init_image_fd():
+    """A new sealed, close-on-exec memfd holding ocipy-init: the copy every
+    container process executes for its last stage."""
+    cdef int fd = ocipy_init_memfd()
+    if fd < 0:
+        raise OSError(-fd, "copy ocipy-init into a sealed memfd")
+    return fd
