@@ -8,7 +8,9 @@ The names are those of capabilities(7) and runtime-spec config.md
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False  # typing's own costs an import; the name is what linters look for
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 from ocipy.errors import ConfigError
 

@@ -128,6 +128,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             st.save(path, record)
         cgroup.create(linux.get("resources"))
         cgroup_made = True
+        from ocipy import warmup
+
+        warmup.start(warmup.v1_directory(cgroup.to_state()))
         record["ocipy"].pop("cgroup_pending", None)
         record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
                                cgroup_dirs=cgroup.removable_dirs())
@@ -699,7 +702,7 @@ def _cleanup_after_failed_run(root: str, container_id: str, init: int) -> None:
 
 def _forward_signals(pid: int) -> dict:
     """While `run` waits, every signal it receives goes to the container's init."""
-    import signal
+    import _signal as signal  # the signal module would import enum
 
     def forward(sig, _frame):
         try:
@@ -721,7 +724,7 @@ def _forward_signals(pid: int) -> dict:
 
 
 def _restore_signals(previous: dict) -> None:
-    import signal
+    import _signal as signal
 
     for sig, handler in previous.items():
         signal.signal(sig, handler)
@@ -759,13 +762,17 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     applies the process's user, capabilities, rlimits and no_new_privs before
     execve; with detach, return 0 once it has exec'd.
     """
-    from ocipy.launch import launch
-    from ocipy.plan import NAMESPACE_FLAGS, Host, plan_process
-
     path, record = st.load(root, container_id)
     status = st.status(path, record)
     if status not in ("created", "running"):
         raise OcipyError(f'exec in container "{container_id}"', f"the container is {status}")
+    from ocipy import warmup
+
+    # first, so the imports below overlap the kernel's wait (see warmup.py)
+    warmup.start(warmup.v1_directory(record["ocipy"].get("cgroup")))
+    from ocipy.launch import launch
+    from ocipy.plan import NAMESPACE_FLAGS, Host, plan_process
+
     config = _config_of(record)
     namespaces = [ns.get("type") for ns in (config.get("linux") or {}).get("namespaces") or []]
     init = record["pid"]
@@ -839,9 +846,7 @@ def exec_process_spec(base: dict, *, args: list[str], env: list[str], cwd: str |
                       tty: bool) -> dict:
     """The process `ocipy exec ARGS...` runs: the container's own process with
     runc exec's overrides applied (runc utils_linux.go getProcess/newProcess)."""
-    import copy
-
-    process = copy.deepcopy(base)
+    process = _copy_json(base)
     if not args:
         raise OcipyError("exec", "no command given: pass ARGS or --process")
     process["args"] = list(args)
@@ -880,6 +885,15 @@ def exec_process_spec(base: dict, *, args: list[str], env: list[str], cwd: str |
         process["selinuxLabel"] = label
     process["terminal"] = tty
     return process
+
+
+def _copy_json(value):
+    """A deep copy of a JSON document (copy.deepcopy costs an import of 1 ms)."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
 
 
 def _running_cgroup(root: str, container_id: str, allowed: tuple[str, ...]):

@@ -21,7 +21,9 @@ Pure: no system calls, stdlib only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False  # typing's own costs an import; the name is what linters look for
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 # mount(2) flags, include/uapi/linux/mount.h.
 MS_RDONLY = 0x1
