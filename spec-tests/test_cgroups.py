@@ -893,11 +893,9 @@ def test_cgroup_namespace_roots_every_hierarchy_at_the_container(runtime, bundle
 @needs_v1
 @pytest.mark.parametrize("cgroupns", [
     True,
-    # Known gap (issue #3): without a cgroup namespace ocipy mounts each v1
-    # hierarchy from its root; runc bind-mounts the container's own cgroup
-    # dirs.  strict: this must start passing once that lands.
-    pytest.param(False, marks=pytest.mark.xfail(
-        strict=True, reason="cgroup mount without cgroupns shows the host root (issue #3)")),
+    # without a cgroup namespace each hierarchy is a bind of the container's
+    # own directory (as runc does), not the host's root
+    False,
 ], ids=["cgroupns", "no-cgroupns"])
 def test_cgroup_mount_shows_the_containers_cgroup_read_only(runtime, bundle, cg, util,
                                                              cgroupns):

@@ -234,6 +234,28 @@ def test_a_cgroup_mount_on_v2_is_one_cgroup2_mount(bundle):
     assert m["fstype"] == "cgroup2"
 
 
+@pytest.mark.parametrize("namespaces", [[], [{"type": "cgroup"}]], ids=["no-cgroupns", "cgroupns"])
+def test_without_a_cgroup_namespace_each_hierarchy_binds_the_containers_directory(
+        bundle, namespaces):
+    cfg = config(mounts=[{"destination": "/sys/fs/cgroup", "type": "cgroup",
+                          "source": "cgroup", "options": ["ro"]}])
+    cfg["linux"]["namespaces"] += namespaces
+    plan = make(cfg, bundle)
+    leaves = ["/sys/fs/cgroup/memory/ocipy/c", "/sys/fs/cgroup/cpu/ocipy/c"]  # no unified
+    pl.bind_cgroup_hierarchies(plan, leaves)
+    by_dest = {m["dest"]: m for m in plan["mounts"][1:-1]}
+    if namespaces:  # the namespace's root is the container's cgroup already
+        assert all(m["fstype"] in ("cgroup", "cgroup2") for m in by_dest.values())
+        return
+    memory, cpu = by_dest["/sys/fs/cgroup/memory"], by_dest["/sys/fs/cgroup/cpu"]
+    assert memory["source"] == leaves[0] and cpu["source"] == leaves[1]
+    for m in (memory, cpu):
+        assert m["is_bind"] and m["fstype"] is None and m["flags"] == mo.MS_BIND
+        assert m["remount_flags"] & mo.MS_RDONLY and m["remount_flags"] & mo.MS_NOEXEC
+    # a hierarchy the container has no directory in keeps its own mount
+    assert by_dest["/sys/fs/cgroup/unified"]["fstype"] == "cgroup2"
+
+
 def test_default_devices_are_planned_and_a_config_device_can_replace_one(bundle):
     cfg = config()
     cfg["linux"]["devices"] = [{"path": "/dev/null", "type": "c", "major": 1, "minor": 3,

@@ -128,6 +128,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             st.save(path, record)
         cgroup.create(linux.get("resources"))
         cgroup_made = True
+        from ocipy.plan import bind_cgroup_hierarchies
+
+        bind_cgroup_hierarchies(plan, cgroup.leaf_dirs())
         from ocipy import warmup
 
         warmup.start(warmup.v1_directory(cgroup.to_state()))

@@ -270,13 +270,19 @@ def plan_cgroup_mount(entry: dict, opts: mo.MountOptions, host: Host) -> list[di
     cgroup v2: one cgroup2 mount.  v1/hybrid: a tmpfs with one mount per
     hierarchy the host has, then the tmpfs remounted read-only if asked.
     Inside a cgroup namespace each hierarchy's root is the container's cgroup.
+    Without one, bind_cgroup_hierarchies() turns each hierarchy's mount into
+    a bind of the container's own directory once the cgroups exist (the
+    "cgroup_hierarchy" key names the host mount point it stands for).
     """
     flags = (opts.flags & ~mo.MS_REC) | mo.MS_NOSUID | mo.MS_NODEV | mo.MS_NOEXEC
     dest = entry["dest"]
     base = {"index": entry["index"], "propagation": [], "is_bind": False, "no_symlink": False,
             "remount_flags": 0, "dest_is_file": False}
     if host.cgroup_layout == "v2":
-        return [dict(base, dest=dest, source="cgroup2", fstype="cgroup2", data=None, flags=flags)]
+        from ocipy.host import CGROUP_ROOT
+
+        return [dict(base, dest=dest, source="cgroup2", fstype="cgroup2", data=None, flags=flags,
+                     cgroup_hierarchy=CGROUP_ROOT)]
     planned = [dict(base, dest=dest, source="tmpfs", fstype="tmpfs", data="mode=755",
                     flags=flags & ~mo.MS_RDONLY)]
     for mountpoint, fstype, superopts in host.cgroup_mounts:
@@ -287,11 +293,32 @@ def plan_cgroup_mount(entry: dict, opts: mo.MountOptions, host: Host) -> list[di
         if fstype == "cgroup":
             data = ",".join(o for o in superopts.split(",") if o not in ("rw", "ro")) or None
         planned.append(dict(base, dest=f"{dest}/{name}", source="cgroup", fstype=fstype,
-                            data=data, flags=flags))
+                            data=data, flags=flags, cgroup_hierarchy=mountpoint))
     if flags & mo.MS_RDONLY:
         planned.append(dict(base, dest=dest, source=None, fstype=None, data=None,
                             flags=mo.MS_REMOUNT | flags))
     return planned
+
+
+def bind_cgroup_hierarchies(plan: dict, leaf_dirs: list[str]) -> None:
+    """Without a cgroup namespace a fresh cgroup mount would show the host's
+    whole hierarchy: bind the container's own directory there instead, as
+    runc does (rootfs_linux.go mountCgroupV1/V2), read-only if the mount is.
+    A hierarchy with no directory of the container's keeps its mount."""
+    if plan.get("new_cgroupns"):
+        return
+    for entry in plan.get("mounts", []):
+        hierarchy = entry.get("cgroup_hierarchy")
+        if not hierarchy:
+            continue
+        own = [d for d in leaf_dirs if d == hierarchy or d.startswith(hierarchy + "/")]
+        if not own:
+            continue
+        ro = entry["flags"] & mo.MS_RDONLY
+        entry.update(source=own[0], fstype=None, data=None, is_bind=True,
+                     flags=mo.MS_BIND,
+                     remount_flags=mo.MS_BIND | mo.MS_REMOUNT | mo.MS_NOSUID | mo.MS_NODEV
+                     | mo.MS_NOEXEC | ro)
 
 
 def plan_devices(devices: list[dict]) -> list[dict]:
