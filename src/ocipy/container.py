@@ -29,14 +29,31 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     console_fd: a connected socket to send the pty master to, instead of
     --console-socket (a foreground `run` receives the terminal itself).
     """
+    st.check_id(container_id)
+    bundle = os.path.abspath(bundle)
+    from ocipy import warmup
+
+    # before the imports and the config, so they overlap the kernel's wait
+    warm = warmup.start_default_parent(bundle, systemd_cgroup)
+    try:
+        return _create(root, container_id, bundle, warm, pid_file=pid_file,
+                       console_socket=console_socket, no_pivot=no_pivot,
+                       no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                       console_fd=console_fd, systemd_cgroup=systemd_cgroup)
+    except BaseException:
+        warm.finish()
+        raise
+
+
+def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | None,
+            console_socket: str | None, no_pivot: bool, no_new_keyring: bool,
+            preserve_fds: int, console_fd: int | None, systemd_cgroup: bool) -> int:
     from ocipy import OCI_VERSION
     from ocipy.config import load_config
     from ocipy import hooks
     from ocipy.launch import launch
     from ocipy.plan import Host, plan_container
 
-    st.check_id(container_id)
-    bundle = os.path.abspath(bundle)
     config = load_config(bundle)
     plan = plan_container(config, bundle, container_id=container_id, host=Host(),
                           no_pivot=no_pivot, no_new_keyring=no_new_keyring,
@@ -131,9 +148,10 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         from ocipy.plan import bind_cgroup_hierarchies
 
         bind_cgroup_hierarchies(plan, cgroup.leaf_dirs())
-        from ocipy import warmup
+        if warm.directory is None:
+            from ocipy import warmup
 
-        warmup.start(warmup.v1_directory(cgroup.to_state()))
+            warmup.start(warmup.v1_directory(cgroup.to_state()))
         record["ocipy"].pop("cgroup_pending", None)
         record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
                                cgroup_dirs=cgroup.removable_dirs())

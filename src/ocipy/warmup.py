@@ -10,43 +10,100 @@ go-ahead.  Moving a thread of our own into a cgroup of the container a little
 earlier, in the background, pays the grace period while the main thread
 works; the real migration then finds the lock's slow path ready.
 
-Only cgroups ocipy created are written (the container's own); the thread
-exits right after, which takes it out of the cgroup again.  Best effort:
-any failure just means no head start.
+Only cgroups ocipy creates are written (the container's own, or the
+default parent /ocipy its cgroup goes under); the thread exits right after,
+which takes it out of the cgroup again.  Best effort: any failure just
+means no head start.
 """
 from __future__ import annotations
 
 import os
 
 
-def start(directory: str | None) -> None:
+# the default parent in a v1 hierarchy whose cgroup constrains a thread in
+# nothing (cgroups/paths.py DEFAULT_PARENT under the v1 pids mount)
+_DEFAULT_PARENT_PIDS = "/sys/fs/cgroup/pids/ocipy"
+
+
+class Warmup:
+    """One background thread moving itself into a cgroup; ``finish`` waits
+    for it (a few grace periods at most) and removes a directory it made."""
+
+    def __init__(self, directory: str | None, *, make: bool = False) -> None:
+        import _thread
+
+        self.directory = directory
+        self.made = False
+        self._done = _thread.allocate_lock()
+        if not directory:
+            return
+        if make:
+            try:
+                os.mkdir(directory, 0o755)
+                self.made = True
+            except FileExistsError:
+                pass
+            except OSError:
+                return
+        self._done.acquire()
+        _thread.start_new_thread(self._move_self, ())
+
+    def _move_self(self) -> None:
+        import _thread
+
+        try:
+            fd = os.open(os.path.join(self.directory, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                # the thread's own id, not "0": writing 0 skips the global lock
+                os.write(fd, str(_thread.get_native_id()).encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        finally:
+            self._done.release()
+
+    def finish(self) -> None:
+        """After a failed create: the directory this made goes again (once the
+        thread has left it; someone else's container in it keeps it)."""
+        if not self.made:
+            return
+        self._done.acquire(timeout=1.0)
+        for _ in range(20):  # the exiting thread may hold it for a moment
+            try:
+                os.rmdir(self.directory)
+                return
+            except OSError as exc:
+                import errno
+
+                if exc.errno != errno.EBUSY:
+                    return
+            import time
+
+            time.sleep(0.005)
+
+
+def start(directory: str | None) -> Warmup:
     """Move a short-lived thread into ``directory`` (a v1 cgroup of the
-    container; its tasks file takes a single thread) in the background."""
-    if not directory:
-        return
-    import _thread
-
-    _thread.start_new_thread(_move_self, (os.path.join(directory, "tasks"),))
+    container: its tasks file takes a single thread) in the background."""
+    return Warmup(directory)
 
 
-def _move_self(tasks: str) -> None:
+def start_default_parent(bundle: str, systemd: bool) -> Warmup:
+    """For a create whose config names no cgroupsPath (its cgroup goes under
+    the default parent, which it makes anyway): warm up in the parent before
+    the config is even parsed.  The raw peek is enough: a config that
+    mentions cgroupsPath anywhere just gets no head start."""
+    if systemd:
+        return Warmup(None)
     try:
-        fd = os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            raw = f.read()
     except OSError:
-        return
-    try:
-        # the thread's own id, not "0": writing 0 skips the global lock
-        os.write(fd, str(_thread_id()).encode())
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _thread_id() -> int:
-    import _thread
-
-    return _thread.get_native_id()
+        return Warmup(None)
+    if b'"cgroupsPath"' in raw or not os.path.isdir("/sys/fs/cgroup/pids"):
+        return Warmup(None)
+    return Warmup(_DEFAULT_PARENT_PIDS, make=True)
 
 
 def v1_directory(cgroup_doc: dict | None) -> str | None:
