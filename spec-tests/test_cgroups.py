@@ -958,3 +958,40 @@ def test_no_cgroup_is_left_after_run(runtime, bundle, cg):
     proc = runtime.run(cg.new_id(), bundle.sh("exit 3"))
     assert proc.returncode == 3
     assert runtime.ids() == []
+
+
+# ---- the head start on the first migration (ocipy.warmup, frontend.c) -------------
+
+WARM_PARENT = "/sys/fs/cgroup/pids/ocipy"
+
+
+@needs_v1
+@pytest.mark.ocipy_only
+@pytest.mark.parametrize("mistake", ["schema", "missing executable", "none"])
+def test_the_warmup_leaves_no_process_and_no_default_parent(runtime, bundle, cg, mistake):
+    # The front-end starts a process that visits the v1 pids /ocipy parent
+    # (making it if needed) before the interpreter runs; create ends it once
+    # the container is placed, and a create that fails removes the parent it
+    # made.  (conftest's cleanup asserts no process of ours is left.)
+    existed = os.path.isdir(WARM_PARENT)
+    bundle.linux.pop("cgroupsPath", None)
+    if mistake == "schema":
+        bundle.process["args"] = "sh"  # not an array
+    elif mistake == "missing executable":
+        bundle.process["args"] = ["/no/such/binary"]
+    else:
+        bundle.process["args"] = ["true"]
+    cid = cg.new_id()
+    proc = runtime.create(cid, bundle, check=False)
+    if mistake != "none":
+        assert proc.returncode == 1, proc.stderr
+        assert os.path.isdir(WARM_PARENT) == existed
+        return
+    assert proc.returncode == 0, proc.stderr
+    # only the container is left in the parent's subtree: no helper of ours
+    with open(os.path.join(WARM_PARENT, "cgroup.procs")) as f:
+        assert f.read().split() == []
+    with open(os.path.join(WARM_PARENT, cid, "cgroup.procs")) as f:
+        assert f.read().split() == [str(runtime.pids[cid])]
+    runtime.delete(cid, "--force")
+    assert os.path.isdir(WARM_PARENT) == existed

@@ -26,14 +26,22 @@ _DEFAULT_PARENT_PIDS = "/sys/fs/cgroup/pids/ocipy"
 
 
 class Warmup:
-    """One background thread moving itself into a cgroup; ``finish`` waits
-    for it (a few grace periods at most) and removes a directory it made."""
+    """One background thread that moves itself into a cgroup every 2 ms
+    until ``stop`` (or half a second): the first move pays the grace period,
+    the later ones keep the lock's slow path ready (it returns to the fast
+    mode one grace period after the last writer), however long the main
+    thread takes to get to its own migration.  ``finish`` also waits for the
+    thread and removes a directory it made."""
+
+    INTERVAL = 0.002
+    LIMIT = 0.5
 
     def __init__(self, directory: str | None, *, make: bool = False) -> None:
         import _thread
 
         self.directory = directory
         self.made = False
+        self._stopped = False
         self._done = _thread.allocate_lock()
         if not directory:
             return
@@ -44,18 +52,24 @@ class Warmup:
             except FileExistsError:
                 pass
             except OSError:
+                self.directory = None
                 return
         self._done.acquire()
         _thread.start_new_thread(self._move_self, ())
 
     def _move_self(self) -> None:
         import _thread
+        import time
 
         try:
             fd = os.open(os.path.join(self.directory, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
             try:
                 # the thread's own id, not "0": writing 0 skips the global lock
-                os.write(fd, str(_thread.get_native_id()).encode())
+                tid = str(_thread.get_native_id()).encode()
+                end = time.monotonic() + self.LIMIT
+                while not self._stopped and time.monotonic() < end:
+                    os.write(fd, tid)
+                    time.sleep(self.INTERVAL)
             finally:
                 os.close(fd)
         except OSError:
@@ -63,9 +77,14 @@ class Warmup:
         finally:
             self._done.release()
 
+    def stop(self) -> None:
+        """The migration that mattered is done: let the thread go."""
+        self._stopped = True
+
     def finish(self) -> None:
         """After a failed create: the directory this made goes again (once the
         thread has left it; someone else's container in it keeps it)."""
+        self._stopped = True
         if not self.made:
             return
         self._done.acquire(timeout=1.0)
@@ -83,17 +102,67 @@ class Warmup:
             time.sleep(0.005)
 
 
+class FrontendWarmup:
+    """The warm-up the front-end started before the interpreter (frontend.c,
+    warm_up_cgroups): a child process of ours, by the pid it left in
+    OCIPY_WARMUP.  ``stop`` ends and reaps it; ``finish`` also removes the
+    default parent if the front-end made it and nothing else lives there."""
+
+    def __init__(self, pid: int, made: bool) -> None:
+        self.directory = _DEFAULT_PARENT_PIDS
+        self.made = made
+        self.pid = pid
+
+    def stop(self) -> None:
+        if not self.pid:
+            return
+        pid, self.pid = self.pid, 0
+        try:
+            os.kill(pid, 9)  # SIGKILL, by the pid of the child we started
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+    def finish(self) -> None:
+        self.stop()
+        if self.made:
+            try:
+                os.rmdir(self.directory)
+            except OSError:
+                pass  # another container's cgroup is there now
+
+
+def _from_frontend() -> FrontendWarmup | None:
+    value = os.environ.pop("OCIPY_WARMUP", None)
+    if not value:
+        return None
+    try:
+        pid, made = (int(v) for v in value.split())
+    except ValueError:
+        return None
+    # only a child of ours: the variable may have been inherited from afar
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return FrontendWarmup(pid, bool(made)) if ppid == os.getpid() else None
+
+
 def start(directory: str | None) -> Warmup:
     """Move a short-lived thread into ``directory`` (a v1 cgroup of the
     container: its tasks file takes a single thread) in the background."""
     return Warmup(directory)
 
 
-def start_default_parent(bundle: str, systemd: bool) -> Warmup:
+def start_default_parent(bundle: str, systemd: bool) -> Warmup | FrontendWarmup:
     """For a create whose config names no cgroupsPath (its cgroup goes under
     the default parent, which it makes anyway): warm up in the parent before
     the config is even parsed.  The raw peek is enough: a config that
     mentions cgroupsPath anywhere just gets no head start."""
+    frontend = _from_frontend()
+    if frontend is not None:
+        return frontend
     if systemd:
         return Warmup(None)
     try:
@@ -113,6 +182,11 @@ def v1_directory(cgroup_doc: dict | None) -> str | None:
     if not cgroup_doc or cgroup_doc.get("version") != "v1":
         return None
     dirs = cgroup_doc.get("dirs") or {}
+    # the default parent rather than the container's own cgroup, when it is
+    # there: a thread of ours in the container's cgroup would show in its
+    # cgroup.procs (ps, kill --all) for a moment
+    if os.path.dirname(dirs.get("pids", "")) == _DEFAULT_PARENT_PIDS:
+        return _DEFAULT_PARENT_PIDS
     for controller in ("pids", "cpu", "cpuacct", "memory", "blkio"):
         if controller in dirs:
             return dirs[controller]

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -63,6 +64,90 @@ static void __attribute__((noreturn)) hand_over(void)
     /* the one message of our own: nobody else can speak now */
     dprintf(2, "ocipy: run the launcher \"%s\": %s\n", LAUNCHER, strerror(errno));
     _exit(1);
+}
+
+/* --------------------------------------------------------------- warm-up */
+
+/* See src/ocipy/warmup.py: the first cgroup migration after a quiet spell
+ * waits for an RCU grace period (10+ ms here) while holding cgroup_mutex, so
+ * `create` waited for it at its first mkdir.  Started here, before the
+ * interpreter, it is over by then.  For a create/run whose config names no
+ * cgroupsPath (its cgroup goes under the default parent /ocipy, made anyway)
+ * a small child process moves itself into the v1 pids /ocipy every 2 ms
+ * (which keeps the lock's slow path ready) until Python, right after it
+ * placed the container, kills it by the pid in OCIPY_WARMUP ("<pid> <made>",
+ * made: this created /ocipy; warmup.py reaps the child and, after a failed
+ * create, removes what it made).  It dies with us (PDEATHSIG) and gives up
+ * after half a second.  Best effort: any failure means no head start. */
+#define WARM_PARENT "/sys/fs/cgroup/pids/ocipy" /* cgroups/paths.py DEFAULT_PARENT */
+
+static ssize_t read_retry(int fd, void *buf, size_t len);
+
+static void warm_up_cgroups(const char *bundle)
+{
+    static char buf[1 << 20];
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/config.json", bundle) >= (int)sizeof path)
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read_retry(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0 || (size_t)n == sizeof buf - 1)
+        return; /* unreadable or too big to peek: no head start */
+    buf[n] = '\0';
+    if (strstr(buf, "\"cgroupsPath\"") || access("/sys/fs/cgroup/pids", F_OK) < 0)
+        return;
+    int made = mkdir(WARM_PARENT, 0755) == 0;
+    if (!made && errno != EEXIST)
+        return;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        if (made)
+            rmdir(WARM_PARENT);
+        return;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != parent)
+            _exit(0);
+        char me[24];
+        int len = snprintf(me, sizeof me, "%d", (int)getpid());
+        int procs = open(WARM_PARENT "/cgroup.procs", O_WRONLY | O_CLOEXEC);
+        for (int i = 0; procs >= 0 && i < 250; i++) {
+            if (write(procs, me, (size_t)len) < 0)
+                break;
+            usleep(2000);
+        }
+        _exit(0);
+    }
+    char value[48];
+    snprintf(value, sizeof value, "%d %d", (int)pid, made);
+    setenv("OCIPY_WARMUP", value, 1);
+}
+
+/* the bundle of a create/run command line: -b/--bundle/-bundle, else "." */
+static const char *bundle_of(int argc, char **argv, int i)
+{
+    const char *bundle = ".";
+    for (i++; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--"))
+            break;
+        if (!strcmp(a, "-b") || !strcmp(a, "--bundle") || !strcmp(a, "-bundle")) {
+            if (i + 1 < argc)
+                bundle = argv[++i];
+        } else if (!strncmp(a, "--bundle=", 9)) {
+            bundle = a + 9;
+        } else if (!strncmp(a, "-bundle=", 8)) {
+            bundle = a + 8;
+        } else if (!strncmp(a, "-b=", 3)) {
+            bundle = a + 3;
+        }
+    }
+    return bundle;
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -202,6 +287,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
     int i = 1;
 
     cl->root = DEFAULT_ROOT;
+    int systemd = 0;
     /* global options: cli.parse's first loop */
     while (i < argc && argv[i][0] == '-' && strcmp(argv[i], "-") != 0) {
         name = option_name(argv[i], buf, sizeof buf, &value);
@@ -209,7 +295,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
             hand_over(); /* -v, -h, or an unknown short option */
         if (!strcmp(name, "systemd-cgroup")) {
             /* a FLAG; only create and run look at it */
-            if (flag_value(value) < 0)
+            systemd = flag_value(value);
+            if (systemd < 0)
                 hand_over();
             i++;
             continue;
@@ -236,6 +323,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
     if (i == argc)
         hand_over(); /* usage */
     cl->command = argv[i];
+    if (!systemd && (!strcmp(cl->command, "create") || !strcmp(cl->command, "run")))
+        warm_up_cgroups(bundle_of(argc, argv, i));
     if (strcmp(cl->command, "state") && strcmp(cl->command, "start")
         && strcmp(cl->command, "kill") && strcmp(cl->command, "delete"))
         hand_over();
