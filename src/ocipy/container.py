@@ -151,7 +151,11 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
         if warm.directory is None:
             from ocipy import warmup
 
-            warmup.start(warmup.v1_directory(cgroup.to_state()))
+            warm = warmup.start(warmup.v1_directory(cgroup.to_state()))
+
+        def place(pid: int) -> None:
+            cgroup.add(pid)
+            warm.stop()
         record["ocipy"].pop("cgroup_pending", None)
         record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
                                cgroup_dirs=cgroup.removable_dirs())
@@ -160,7 +164,7 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
         st.save(path, record)
         host_top = _top_mount(plan["rootfs"]) if plan["host_mount_ns"] else None
         try:
-            init = launch(plan, config, on_hooks=runtime_hooks, on_clone=cgroup.add)
+            init = launch(plan, config, on_hooks=runtime_hooks, on_clone=place)
         except BaseException:
             if plan["host_mount_ns"]:
                 _detach_ours(plan["rootfs"], host_top)
@@ -790,7 +794,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     from ocipy import warmup
 
     # first, so the imports below overlap the kernel's wait (see warmup.py)
-    warmup.start(warmup.v1_directory(record["ocipy"].get("cgroup")))
+    warm = warmup.start(warmup.v1_directory(record["ocipy"].get("cgroup")))
     from ocipy.launch import launch
     from ocipy.plan import NAMESPACE_FLAGS, Host, plan_process
 
@@ -837,9 +841,14 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
         return b"{}\0{}\0" + _listener_payload(plan, record, pid)
 
     cgroup = _cgroup_of(record)
+
+    def place(pid: int) -> None:
+        if cgroup is not None:
+            cgroup.add(pid)
+        warm.stop()
+
     try:
-        pid = launch(plan, exec_config, until_exec=True, on_hooks=payload,
-                     on_clone=cgroup.add if cgroup is not None else None)
+        pid = launch(plan, exec_config, until_exec=True, on_hooks=payload, on_clone=place)
         master = _receive_master(console_ours) if console_ours is not None else None
     finally:
         if console_ours is not None:
