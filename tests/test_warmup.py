@@ -95,3 +95,16 @@ def test_a_variable_from_a_process_that_is_not_our_child_is_ignored(monkeypatch)
     monkeypatch.setenv("OCIPY_WARMUP", f"{os.getppid()} 1")
     assert warmup._from_frontend() is None
     assert "OCIPY_WARMUP" not in os.environ
+
+
+def test_the_config_peek_never_blocks_on_a_fifo_or_reads_a_device(tmp_path):
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    assert warmup._peek(str(fifo)) is None  # returns at once: no writer needed
+    assert warmup._peek("/dev/zero") is None
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (2 << 20))
+    assert warmup._peek(str(big)) is None
+    small = tmp_path / "small.json"
+    small.write_bytes(b'{"a": 1}')
+    assert warmup._peek(str(small)) == b'{"a": 1}'

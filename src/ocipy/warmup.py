@@ -149,6 +149,29 @@ def _from_frontend() -> FrontendWarmup | None:
     return FrontendWarmup(pid, bool(made)) if ppid == os.getpid() else None
 
 
+_PEEK_LIMIT = 1 << 20
+
+
+def _peek(path: str) -> bytes | None:
+    """A regular file's bytes, if small: never block on a fifo or read a
+    device (config.py refuses both with a proper error later)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size >= _PEEK_LIMIT:
+            return None
+        return os.read(fd, _PEEK_LIMIT)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def start(directory: str | None) -> Warmup:
     """Move a short-lived thread into ``directory`` (a v1 cgroup of the
     container: its tasks file takes a single thread) in the background."""
@@ -165,10 +188,8 @@ def start_default_parent(bundle: str, systemd: bool) -> Warmup | FrontendWarmup:
         return frontend
     if systemd:
         return Warmup(None)
-    try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            raw = f.read()
-    except OSError:
+    raw = _peek(os.path.join(bundle, "config.json"))
+    if raw is None:
         return Warmup(None)
     if b'"cgroupsPath"' in raw or not os.path.isdir("/sys/fs/cgroup/pids"):
         return Warmup(None)

@@ -89,9 +89,15 @@ static void warm_up_cgroups(const char *bundle)
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/config.json", bundle) >= (int)sizeof path)
         return;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* never block on a fifo or read a device: config.py refuses those */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size >= (off_t)sizeof buf) {
+        close(fd);
+        return;
+    }
     ssize_t n = read_retry(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0 || (size_t)n == sizeof buf - 1)
