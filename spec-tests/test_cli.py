@@ -37,6 +37,18 @@ def test_missing_container_error_is_one_line(runtime, command):
 
 # ---- logging -------------------------------------------------------------------
 
+def test_a_newline_in_a_config_value_keeps_the_error_on_one_line(runtime, bundle, tmp_path):
+    # control characters are written as escapes, as runc's %q does
+    bundle.args = ["no\nsuch\tprogram"]
+    log = tmp_path / "log.json"
+    proc = runtime.cmd("--log", log, "--log-format", "json", "run", "--bundle", bundle.write(),
+                       runtime.new_id("nl"))
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert 'no\\nsuch\\tprogram' in proc.stderr, proc.stderr
+    assert len(log.read_text().splitlines()) == 1
+
+
 def test_log_json_appends_an_error_line(runtime, tmp_path):
     log = tmp_path / "runtime.log"
     log.write_text('{"level":"info","msg":"earlier line","time":"2020-01-01T00:00:00Z"}\n')

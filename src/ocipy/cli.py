@@ -493,7 +493,13 @@ def main(argv: list[str]) -> int:
         return _fail(log, f"internal error: {type(e).__name__}: {e}")
 
 
+# control characters in a message (a config value with a newline, say)
+# would break the one-line rule: write them as escapes
+_ONE_LINE = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+
 def _fail(log, message: str) -> int:
+    message = message.translate(_ONE_LINE)
     log.error(message)
     sys.stderr.write(f"ocipy: {message}\n")
     return 1
