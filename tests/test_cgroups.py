@@ -973,3 +973,36 @@ def test_v1_weight_falls_back_to_the_cfq_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         manager.update({"pids": {"limit": 1}})
     assert "pids cgroup controller is not mounted" in err.value.reason
+
+
+# ---- v1 cpuset: a parent half filled by another create -----------------------------
+
+CPUSET = "/sys/fs/cgroup/cpuset"
+
+
+@pytest.mark.skipif(not os.path.isfile(f"{CPUSET}/cpuset.cpus"),
+                    reason="no v1 cpuset hierarchy on this host (pure cgroup v2)")
+def test_cpuset_init_fills_a_parent_that_has_cpus_but_no_mems_yet():
+    # what a concurrent create leaves for a moment: cpus written, mems not
+    # yet; a leaf made under it must still get both, or joining it fails
+    # with ENOSPC (found by the 50-parallel benchmark)
+    from ocipy.cgroups import v1
+
+    parent = f"{CPUSET}/ocipy-test-{uuid.uuid4().hex[:8]}"
+    leaf = f"{parent}/leaf"
+    os.mkdir(parent)
+    try:
+        with open(f"{CPUSET}/cpuset.cpus") as f:
+            cpus = f.read().strip()
+        with open(f"{parent}/cpuset.cpus", "w") as f:
+            f.write(cpus)
+        os.mkdir(leaf)
+        v1._init_cpuset_path(leaf)
+        for directory in (parent, leaf):
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                with open(f"{directory}/{name}") as f:
+                    assert f.read().strip(), f"{directory}/{name} is empty"
+    finally:
+        for directory in (leaf, parent):
+            if os.path.isdir(directory):
+                os.rmdir(directory)

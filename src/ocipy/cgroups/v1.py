@@ -173,8 +173,11 @@ def _init_cpuset_path(leaf: str) -> None:
     chain = []
     directory = leaf
     while True:
-        cpus = files.read_optional(os.path.join(directory, "cpuset.cpus"))
-        if cpus is None or cpus.strip():
+        # both files: a parent another create is filling may have its cpus
+        # already and its mems not yet (50 parallel creates hit that)
+        values = [files.read_optional(os.path.join(directory, name))
+                  for name in ("cpuset.cpus", "cpuset.mems")]
+        if None in values or all(v.strip() for v in values):
             break
         chain.append(directory)
         directory = os.path.dirname(directory)
