@@ -52,12 +52,18 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
     from ocipy.config import load_config
     from ocipy import hooks
     from ocipy.launch import launch
+    from ocipy.log import current
     from ocipy.plan import Host, plan_container
 
+    log = current()
+    t = log.clock()
     config = load_config(bundle)
+    log.step("load and validate config.json", t, bundle=bundle)
+    t = log.clock()
     plan = plan_container(config, bundle, container_id=container_id, host=Host(),
                           no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                           preserve_fds=preserve_fds)
+    log.step("plan", t)
     terminal = plan["process"] is not None and plan["process"]["terminal"]
     if console_fd is None or not terminal:
         # runc's rules: a terminal needs somewhere to go, and a console
@@ -101,7 +107,9 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
     }
     # the dir appears with its state.json (rename into place): a create
     # killed at any point leaves no dir without a state
+    t = log.clock()
     path = st.make_dir(root, container_id, record)
+    log.step("state dir", t, path=os.path.join(root, container_id))
     init = 0
     cgroup_made = False
     try:
@@ -143,8 +151,10 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
             # makes the dirs, delete removes whatever of them exists
             record["ocipy"]["cgroup_pending"] = cgroup.to_state()
             st.save(path, record)
+        t = log.clock()
         cgroup.create(linux.get("resources"))
         cgroup_made = True
+        log.step("create cgroups and write linux.resources", t)
         from ocipy.plan import bind_cgroup_hierarchies
 
         bind_cgroup_hierarchies(plan, cgroup.leaf_dirs())
@@ -176,11 +186,13 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
         if plan["host_mount_ns"]:
             # the tree the child built in our mount namespace: delete detaches it
             record["ocipy"]["host_mount"] = [plan["rootfs"], _top_mount(plan["rootfs"])]
+        t = log.clock()
         info = st.proc_start_time(init)
         record["status"] = "created"
         record["pid"] = init
         record["ocipy"]["init_start"] = info[0] if info else 0
         st.save(path, record)
+        log.step("state: created", t, pid=init)
         if pid_file:
             write_pid_file(pid_file, init)
     except BaseException:
@@ -351,7 +363,11 @@ def start(root: str, container_id: str) -> None:
     if status != "created":
         raise OcipyError(f'start container "{container_id}"',
                          f"the container is {status}, not created")
+    from ocipy.log import current
+
+    log = current()
     fifo = os.path.join(path, st.FIFO_FILE)
+    t = log.clock()
     try:
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -381,6 +397,7 @@ def start(root: str, container_id: str) -> None:
     if not released:
         raise OcipyError(f'start container "{container_id}"',
                          "its init process exited before it was started")
+    log.step("exec fifo: released the init, waited for its execve", t)
     if len(received) > 1:
         raise _exec_error(record, received[1:])
     config = _config_of(record) if "hooks" in record else None
@@ -388,8 +405,10 @@ def start(root: str, container_id: str) -> None:
         from ocipy import hooks
 
         try:
+            t = log.clock()
             hooks.run_hooks(config, "poststart", hooks.state_json(record, "running",
                                                                    record["pid"]))
+            log.step("poststart hooks", t)
         except OcipyError:
             # runtime-spec 1.3: a failed poststart hook fails start; the
             # container is stopped so it does not run half-started (as runc)
@@ -548,6 +567,9 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
         if status == "creating":
             raise OcipyError(f'delete container "{container_id}"',
                              "it is still being created")
+        from ocipy.log import current
+
+        t = current().clock()
         for pid in container_pids(record):
             try:
                 os.kill(pid, _SIGKILL)
@@ -557,6 +579,10 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
         if cgroup is not None and cgroup.frozen():
             cgroup.thaw()  # SIGKILL is delivered once the cgroup thaws
         _wait_stopped(record)
+        current().step("kill the container and wait for it", t)
+    from ocipy.log import current
+
+    log = current()
     pending = record["ocipy"].get("cgroup_pending")
     if pending:
         from ocipy.cgroups import Manager
@@ -568,11 +594,13 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
                 pass
     cgroup = _cgroup_of(record)
     if cgroup is not None:
+        t = log.clock()
         if cgroup.frozen():
             cgroup.thaw()  # a frozen process cannot die
         _kill_leftovers(cgroup)
         cgroup.destroy()
         _remove_default_parent(cgroup)
+        log.step("remove cgroups", t)
     host_mount = record["ocipy"].get("host_mount")
     if host_mount and _top_mount(host_mount[0]) == host_mount[1]:
         from ocipy._native.spawn import detach_mount
@@ -583,7 +611,9 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
             raise OcipyError.from_os(f'detach the rootfs mounts at "{host_mount[0]}"', e) \
                 from None
     config = _config_of(record) if "hooks" in record else None
+    t = log.clock()
     _remove_dir(path)
+    log.step("remove the state dir", t)
     if config and (config.get("hooks") or {}).get("poststop"):
         from ocipy import hooks
 
@@ -798,6 +828,10 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     from ocipy.launch import launch
     from ocipy.plan import NAMESPACE_FLAGS, Host, plan_process
 
+    from ocipy.log import current
+
+    log = current()
+    t = log.clock()
     config = _config_of(record)
     namespaces = [ns.get("type") for ns in (config.get("linux") or {}).get("namespaces") or []]
     init = record["pid"]
@@ -817,6 +851,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     # the init's namespaces may vanish under us: recheck after opening them
     if not st.init_alive(record):
         raise ContainerNotRunning()
+    log.step("plan the process", t)
 
     console_ours = None
     if proc_plan["terminal"]:

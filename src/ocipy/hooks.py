@@ -45,8 +45,13 @@ def state_json(record: dict, status: str, pid: int) -> bytes:
 
 def run_hooks(config: dict, kind: str, state: bytes) -> None:
     """Run every hook of one kind in order; the first failure raises."""
+    from ocipy.log import current
+
+    log = current()
     for i, hook in enumerate(_hooks(config, kind)):
+        t = log.clock()
         run_hook(hook, kind, i, state)
+        log.step(f"hook {kind}[{i}]", t, path=hook.get("path", ""))
 
 
 def run_hook(hook: dict, kind: str, index: int, state: bytes) -> None:

@@ -13,7 +13,7 @@ import os
 
 from ocipy.errors import ConfigError, OcipyError
 
-MSG_USERNS, MSG_READY, MSG_ERROR, MSG_HOOKS = 1, 2, 3, 4
+MSG_USERNS, MSG_READY, MSG_ERROR, MSG_HOOKS, MSG_TRACE = 1, 2, 3, 4, 5
 
 # index = enum oci_step in child.h
 STEP_NAMES = (
@@ -106,8 +106,10 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
     the error propagates: nothing is left running.
     """
     from ocipy._native import spawn as native
+    from ocipy.log import current
     from ocipy.plan import NAMESPACE_FLAGS
 
+    log = current()
     kinds = {flag: name for name, flag in NAMESPACE_FLAGS.items()}
     mounts = plan.get("mounts", [])
     if plan.get("bind_devices"):
@@ -117,13 +119,18 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
         # order in mountinfo, which runtime-tools checks.
         mounts = open_bind_sources(mounts)
     native_plan = dict(plan, joins=open_namespaces(plan.get("joins", []), kinds),
-                       mounts=mounts)
+                       mounts=mounts, trace=log.debug_enabled)
+    t = log.clock()
     pid, sock = native.spawn(native_plan)
+    log.step("clone", t, pid=pid)
     children = {pid}
     try:
         if on_clone is not None:
+            t = log.clock()
             on_clone(pid)
+            log.step("place in cgroups", t)
         os.write(sock, b"G")  # cgroups are in place
+        t_ready = t = log.clock()
         while True:
             msg = native.recv_msg(sock)
             if msg is None:
@@ -132,20 +139,33 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
             kind, step, err, index, detail, sender = msg
             if sender > 0:
                 children.add(sender)
-            if kind == MSG_USERNS:
+            if kind == MSG_TRACE:
+                # the child's own timing of one step (err: microseconds)
+                log.debug(f"child: {_trace_what(step, index, detail)}",
+                          duration_ms=round(err / 1000, 3))
+            elif kind == MSG_USERNS:
+                t = log.clock()
                 write_id_maps(sender, plan)
+                log.step("write uid/gid maps", t)
                 os.write(sock, b"G")
             elif kind == MSG_HOOKS:
+                t = log.clock()
                 os.write(sock, on_hooks(sender))
+                log.step("prestart and createRuntime hooks", t)
             elif kind == MSG_READY:
                 init = sender
+                log.step("child ready (namespaces, rootfs, ocipy-init)", t_ready)
                 break
             else:
                 raise child_error(plan, config, step, err, index, detail)
         if init != pid:
             os.waitpid(pid, 0)  # the intermediate process exits once it forked the init
         if until_exec:
+            t = log.clock()
             msg = native.recv_msg(sock)
+            while msg is not None and msg[0] == MSG_TRACE:
+                msg = native.recv_msg(sock)
+            log.step("execve", t)
             if msg is not None:
                 _, step, err, index, detail, _ = msg
                 raise child_error(plan, config, step, err, index, detail)
@@ -177,6 +197,12 @@ def _reap_status(pid: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _trace_what(step: int, index: int, detail: str) -> str:
+    name = STEP_NAMES[step] if 0 <= step < len(STEP_NAMES) else f"step {step}"
+    where = f" [{index}]" if index >= 0 else ""
+    return f'{name}{where} "{detail}"' if detail else f"{name}{where}"
 
 
 def child_error(plan: dict, config: dict, step: int, err: int, index: int,

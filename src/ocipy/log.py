@@ -18,14 +18,16 @@ class Log:
         self.fmt = fmt
         self.debug_enabled = debug
 
-    def _write(self, level: str, msg: str) -> None:
+    def _write(self, level: str, msg: str, fields: dict | None = None) -> None:
         if not self.path:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
-            line = dumps({"level": level, "msg": msg, "time": now})
+            line = dumps({"level": level, "msg": msg, **(fields or {}), "time": now})
         else:
-            line = f'time="{now}" level={level} msg={dumps(msg)}'
+            extra = "".join(f" {k}={v if isinstance(v, (int, float)) else dumps(v)}"
+                            for k, v in (fields or {}).items())
+            line = f'time="{now}" level={level} msg={dumps(msg)}{extra}'
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
@@ -41,9 +43,20 @@ class Log:
     def warning(self, msg: str) -> None:
         self._write("warning", msg)
 
-    def debug(self, msg: str) -> None:
+    def debug(self, msg: str, **fields) -> None:
         if self.debug_enabled:
-            self._write("debug", msg)
+            self._write("debug", msg, fields)
+
+    # --debug step timings: `t = log.clock()` before a step, `log.step(what, t)`
+    # after it.  Without --debug both cost a flag check and nothing else.
+    def clock(self) -> float:
+        return time.perf_counter() if self.debug_enabled else 0.0
+
+    def step(self, what: str, started: float, **fields) -> None:
+        """One debug line: the step, its duration in ms, and any fields."""
+        if self.debug_enabled:
+            ms = round((time.perf_counter() - started) * 1000, 3)
+            self._write("debug", what, {"duration_ms": ms, **fields})
 
 
 _current = Log()
