@@ -40,6 +40,9 @@ _CREATE_OPTIONS = (
      "keep the caller's session keyring"),
     (("--preserve-fds",), "preserve_fds", INT, 0,
      "pass this many fds from 3 up to the container"),
+    (("--explain",), "explain", FLAG, False,
+     "print what create would do, step by step, and do none of it"),
+    (("--format",), "format", VALUE, "text", "with --explain: text or json"),
 )
 
 # command -> (summary, options, positionals); a positional ending in "?" is
@@ -119,7 +122,7 @@ COMMANDS = {
 }
 
 _CHOICES = {"log_format": ("text", "json"), "rootless": ("auto", "true", "false"),
-            "format": ("table", "json")}
+            "format": ("table", "json", "text")}
 
 
 class Args:
@@ -301,6 +304,8 @@ def _dispatch(args: Args) -> int:
                        no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring,
                        preserve_fds=args.preserve_fds)
         options["systemd_cgroup"] = args.systemd_cgroup
+        if args.explain:
+            return _explain(args)
         if cmd == "create":
             container.create(args.root, args.container_id, args.bundle, **options)
             return 0
@@ -341,6 +346,24 @@ def _dispatch(args: Args) -> int:
         from ocipy.features import features
 
         _print_json(features())
+    return 0
+
+
+def _explain(args: Args) -> int:
+    from ocipy.explain import explain, render
+    from ocipy.warmup import discard_frontend
+
+    discard_frontend()  # a front-end that missed --explain must leave nothing either
+
+    doc = explain(args.bundle, args.container_id, no_pivot=args.no_pivot,
+                  no_new_keyring=args.no_new_keyring, preserve_fds=args.preserve_fds,
+                  systemd_cgroup=args.systemd_cgroup)
+    if args.format == "json":
+        _print_json(doc)
+    elif args.format == "text":
+        sys.stdout.write(render(doc))
+    else:
+        raise _UsageError("--format", f'"{args.format}" is not text or json')
     return 0
 
 

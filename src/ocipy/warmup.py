@@ -132,6 +132,14 @@ class FrontendWarmup:
                 pass  # another container's cgroup is there now
 
 
+def discard_frontend() -> None:
+    """For a command that places no container (create --explain): end the
+    front-end's helper, if any, and undo what it made."""
+    frontend = _from_frontend()
+    if frontend is not None:
+        frontend.finish()
+
+
 def _from_frontend() -> FrontendWarmup | None:
     value = os.environ.pop("OCIPY_WARMUP", None)
     if not value:

@@ -134,7 +134,8 @@ static void warm_up_cgroups(const char *bundle)
     setenv("OCIPY_WARMUP", value, 1);
 }
 
-/* the bundle of a create/run command line: -b/--bundle/-bundle, else "." */
+/* the bundle of a create/run command line: -b/--bundle/-bundle, else ".";
+ * NULL for `--explain`, which must not touch the system at all */
 static const char *bundle_of(int argc, char **argv, int i)
 {
     const char *bundle = ".";
@@ -142,6 +143,9 @@ static const char *bundle_of(int argc, char **argv, int i)
         const char *a = argv[i];
         if (!strcmp(a, "--"))
             break;
+        if (!strcmp(a, "--explain") || !strncmp(a, "--explain=", 10) || !strcmp(a, "-explain")
+            || !strncmp(a, "-explain=", 9))
+            return NULL;
         if (!strcmp(a, "-b") || !strcmp(a, "--bundle") || !strcmp(a, "-bundle")) {
             if (i + 1 < argc)
                 bundle = argv[++i];
@@ -329,8 +333,11 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
     if (i == argc)
         hand_over(); /* usage */
     cl->command = argv[i];
-    if (!systemd && (!strcmp(cl->command, "create") || !strcmp(cl->command, "run")))
-        warm_up_cgroups(bundle_of(argc, argv, i));
+    if (!systemd && (!strcmp(cl->command, "create") || !strcmp(cl->command, "run"))) {
+        const char *bundle = bundle_of(argc, argv, i);
+        if (bundle)
+            warm_up_cgroups(bundle);
+    }
     if (strcmp(cl->command, "state") && strcmp(cl->command, "start")
         && strcmp(cl->command, "kill") && strcmp(cl->command, "delete"))
         hand_over();
