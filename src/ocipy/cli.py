@@ -119,6 +119,10 @@ COMMANDS = {
         (("--rootless",), "rootless", FLAG, False, "a config for rootless containers"),
     ), ()),
     "features": ("print the features this build supports, as JSON", (), ()),
+    "validate": ("check a bundle without creating anything: every problem, with its JSON path", (
+        (("-b", "--bundle"), "bundle", VALUE, ".", "bundle directory (default: .)"),
+        (("--format",), "format", VALUE, "text", "text or json"),
+    ), ("CONFIG?",)),
 }
 
 _CHOICES = {"log_format": ("text", "json"), "rootless": ("auto", "true", "false"),
@@ -236,7 +240,8 @@ def _positionals(args: Args, command: str, names, found: list[str]) -> None:
                           if "ID" in required else f'"ocipy {command}" needs an argument')
     values = list(found)
     for name in names:
-        dest = {"ID": "container_id", "SIGNAL?": "signal", "ARGS...": "args"}[name]
+        dest = {"ID": "container_id", "SIGNAL?": "signal", "ARGS...": "args",
+                "CONFIG?": "config"}[name]
         if name == "ARGS...":
             setattr(args, dest, values)
             values = []
@@ -313,6 +318,8 @@ def _dispatch(args: Args) -> int:
                              keep=args.keep, **options)
     if cmd == "exec":
         return _exec(args)
+    if cmd == "validate":
+        return _validate(args)
     if cmd in ("pause", "resume"):
         getattr(container, cmd)(args.root, args.container_id)
         return 0
@@ -346,6 +353,23 @@ def _dispatch(args: Args) -> int:
         from ocipy.features import features
 
         _print_json(features())
+    return 0
+
+
+def _validate(args: Args) -> int:
+    from ocipy.validate import render, validate
+
+    if args.format not in ("text", "json"):
+        raise _UsageError("--format", f'"{args.format}" is not text or json')
+    config_file, problems = validate(args.bundle, args.config)
+    if args.format == "json":
+        _print_json({"config": config_file, "valid": not problems,
+                     "problems": [p.to_dict() for p in problems]})
+    else:
+        sys.stdout.write(render(config_file, problems))
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        raise OcipyError(f"validate {config_file}", count)
     return 0
 
 

@@ -265,16 +265,48 @@ def _show(value: Any, limit: int = 60) -> str:
 
 def _check_unique_types(doc: dict[str, Any]) -> None:
     """config.md rlimits / config-linux.md namespaces: a repeated type MUST be an error."""
+    for error in unique_type_problems(doc):
+        raise error
+
+
+def unique_type_problems(doc: dict[str, Any]) -> list[ConfigError]:
+    """Every repeated ``type`` in process.rlimits and linux.namespaces."""
+    import json
+
     process = doc.get("process") or {}
     linux = doc.get("linux") or {}
+    found = []
     for path, entries in (("process.rlimits", process.get("rlimits") or []),
                           ("linux.namespaces", linux.get("namespaces") or [])):
         seen: dict[str, int] = {}
         for index, entry in enumerate(entries):
             kind = entry["type"]
             if kind in seen:
-                import json
+                found.append(ConfigError(f"{path}[{index}].type",
+                                         f"{json.dumps(kind)} is already given by "
+                                         f"{path}[{seen[kind]}]"))
+            else:
+                seen[kind] = index
+    return found
 
-                raise ConfigError(f"{path}[{index}].type",
-                                  f"{json.dumps(kind)} is already given by {path}[{seen[kind]}]")
-            seen[kind] = index
+
+def schema_problems(doc: Any) -> list[ConfigError]:
+    """Every schema violation in ``doc`` (validate_config reports only the
+    most relevant), each worded as validate_config would word it."""
+    from jsonschema.exceptions import relevance
+
+    errors = list(_validator(CONFIG_SCHEMA).iter_errors(doc))
+    plain = [e for e in errors if e.validator not in _CONDITIONS]
+    found: list[ConfigError] = []
+    seen: set[tuple[str, str]] = set()
+    for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
+        if error.validator in _CONDITIONS and any(
+                _within(p.absolute_path, error.absolute_path) for p in plain):
+            continue  # an "X unless Y" condition loses to a plain error inside it
+        while error.context and not _is_one_of_keys(error):
+            error = max(error.context, key=relevance)
+        key = (json_path(error.absolute_path), _reason(error))
+        if key not in seen:
+            seen.add(key)
+            found.append(ConfigError(*key))
+    return found
