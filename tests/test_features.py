@@ -107,12 +107,15 @@ def test_seccomp_reports_what_the_kernel_and_libseccomp_support():
     assert set(seccomp["supportedFlags"]) <= set(seccomp["knownFlags"])
 
 
-def test_lsms_are_enabled_only_where_the_host_has_them(monkeypatch, tmp_path):
+def test_lsms_are_enabled_only_where_the_host_has_them(monkeypatch):
+    # the same probes `ocipy check` reports
+    from ocipy import host
+
     linux = feat.features()["linux"]
-    assert linux["apparmor"]["enabled"] is os.path.isdir("/sys/kernel/security/apparmor")
-    assert linux["selinux"]["enabled"] is os.path.isdir("/sys/fs/selinux")
-    monkeypatch.setattr(feat, "_APPARMOR_FS", str(tmp_path))
-    monkeypatch.setattr(feat, "_SELINUX_FS", str(tmp_path / "missing"))
+    assert linux["apparmor"]["enabled"] is host.apparmor_enabled()
+    assert linux["selinux"]["enabled"] is host.selinux_enabled()
+    monkeypatch.setattr(host, "apparmor_enabled", lambda: True)
+    monkeypatch.setattr(host, "selinux_enabled", lambda: False)
     linux = feat.features()["linux"]
     assert linux["apparmor"] == {"enabled": True}
     assert linux["selinux"] == {"enabled": False}

@@ -119,6 +119,9 @@ COMMANDS = {
         (("--rootless",), "rootless", FLAG, False, "a config for rootless containers"),
     ), ()),
     "features": ("print the features this build supports, as JSON", (), ()),
+    "check": ("report whether this host is ready for containers (OK/WARN/FAIL per item)", (
+        (("--format",), "format", VALUE, "text", "text or json"),
+    ), ()),
     "validate": ("check a bundle without creating anything: every problem, with its JSON path", (
         (("-b", "--bundle"), "bundle", VALUE, ".", "bundle directory (default: .)"),
         (("--format",), "format", VALUE, "text", "text or json"),
@@ -320,6 +323,8 @@ def _dispatch(args: Args) -> int:
         return _exec(args)
     if cmd == "validate":
         return _validate(args)
+    if cmd == "check":
+        return _check(args)
     if cmd in ("pause", "resume"):
         getattr(container, cmd)(args.root, args.container_id)
         return 0
@@ -353,6 +358,22 @@ def _dispatch(args: Args) -> int:
         from ocipy.features import features
 
         _print_json(features())
+    return 0
+
+
+def _check(args: Args) -> int:
+    from ocipy.check import FAIL, check, render
+
+    if args.format not in ("text", "json"):
+        raise _UsageError("--format", f'"{args.format}" is not text or json')
+    items = check()
+    if args.format == "json":
+        _print_json(items)
+    else:
+        sys.stdout.write(render(items))
+    failed = [i["name"] for i in items if i["status"] == FAIL]
+    if failed:
+        raise OcipyError("check", f"this host is not ready: {', '.join(failed)}")
     return 0
 
 

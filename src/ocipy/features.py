@@ -7,9 +7,8 @@ build: flip it in the same change that makes the feature work.
 
 from __future__ import annotations
 
-import os
 
-from ocipy import OCI_VERSION, __version__
+from ocipy import OCI_VERSION, __version__, host
 from ocipy.capabilities import CAPABILITIES
 from ocipy.mountopts import known_mount_options
 
@@ -38,8 +37,6 @@ CGROUP_RDMA = False
 INTEL_RDT_ENABLED = False
 IDMAP_MOUNTS_ENABLED = False
 
-_APPARMOR_FS = "/sys/kernel/security/apparmor"
-_SELINUX_FS = "/sys/fs/selinux"
 
 
 def _seccomp() -> dict:
@@ -58,7 +55,7 @@ def features() -> dict:
     """The Features structure, keys in runc's order.
 
     AppArmor and SELinux are reported enabled only where the host has them
-    (their securityfs/selinuxfs exist): ocipy writes the LSM attributes but
+    (ocipy.host's probes, which `ocipy check` reports too): ocipy writes the LSM attributes but
     cannot do so without the LSM.  features-linux.md calls the field
     "irrelevant to the availability on the host"; runc reports true always.
     """
@@ -81,8 +78,9 @@ def features() -> dict:
                 "rdma": CGROUP_RDMA,
             },
             "seccomp": _seccomp(),
-            "apparmor": {"enabled": os.path.isdir(_APPARMOR_FS)},
-            "selinux": {"enabled": os.path.isdir(_SELINUX_FS)},
+            # the probes `ocipy check` reports (ocipy.host)
+            "apparmor": {"enabled": host.apparmor_enabled()},
+            "selinux": {"enabled": host.selinux_enabled()},
             "intelRdt": {"enabled": INTEL_RDT_ENABLED},
             "mountExtensions": {"idmap": {"enabled": IDMAP_MOUNTS_ENABLED}},
         },
