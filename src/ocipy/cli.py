@@ -492,7 +492,6 @@ class ExecFailed(OcipyError):
 
 def _exec(args: Args) -> int:
     from ocipy import container
-    from ocipy.state import load
 
     try:
         if args.process:
@@ -504,11 +503,9 @@ def _exec(args: Args) -> int:
             except (OSError, ValueError) as e:
                 raise OcipyError(f'read the process file "{args.process}"', str(e)) from None
         else:
-            _, record = load(args.root, args.container_id)
-            base = container._config_of(record).get("process") or {}
-            process = container.exec_process_spec(
-                base, args=args.args, env=args.env, cwd=args.cwd, user=args.user,
-                additional_gids=args.additional_gids, caps=args.cap,
+            process = container.process_for_exec(
+                args.root, args.container_id, args=args.args, env=args.env, cwd=args.cwd,
+                user=args.user, additional_gids=args.additional_gids, caps=args.cap,
                 no_new_privs=args.no_new_privs, apparmor=args.apparmor,
                 label=args.process_label, tty=args.tty)
         return container.exec_process(args.root, args.container_id, process,

@@ -952,6 +952,13 @@ def exec_process_spec(base: dict, *, args: list[str], env: list[str], cwd: str |
     return process
 
 
+def process_for_exec(root: str, container_id: str, **overrides) -> dict:
+    """The process `exec ARGS...` runs in this container: its config's process
+    with exec_process_spec's overrides (args, env, cwd, user, ...)."""
+    _, record = st.load(root, container_id)
+    return exec_process_spec(_config_of(record).get("process") or {}, **overrides)
+
+
 def _copy_json(value):
     """A deep copy of a JSON document (copy.deepcopy costs an import of 1 ms)."""
     if isinstance(value, dict):
