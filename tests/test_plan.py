@@ -162,7 +162,7 @@ def test_sysctls_must_belong_to_a_namespace_the_container_owns(bundle):
     cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
     with pytest.raises(ConfigError) as e:
         make(cfg, bundle)
-    assert e.value.path == "linux.sysctl.net.ipv4.ip_forward"
+    assert e.value.path == 'linux.sysctl["net.ipv4.ip_forward"]'
     cfg["linux"]["sysctl"] = {"vm.swappiness": "1"}
     with pytest.raises(ConfigError):
         make(cfg, bundle)

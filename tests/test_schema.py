@@ -748,7 +748,9 @@ def test_config_error_names_path_and_reason(mutate: Callable, path: str, reason:
 def test_missing_config_json(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(str(tmp_path))
-    assert (caught.value.path, caught.value.reason) == ("", "config.json: no such file")
+    assert (caught.value.path, caught.value.reason) == (
+        "", f'config.json: no such file in the bundle "{tmp_path}": '
+            "is --bundle the bundle directory?")
 
 
 def test_invalid_json_reports_line_and_column(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def load_config(bundle: str) -> dict[str, Any]:
     except OSError as exc:
         why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
         if exc.errno == errno.ENOENT:
-            why = "no such file"
+            why = f'no such file in the bundle "{bundle}": is --bundle the bundle directory?'
         raise ConfigError("", f"config.json: {why}") from None
     doc = parse_json(raw)
     validate_config(doc)

@@ -134,8 +134,10 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
         while True:
             msg = native.recv_msg(sock)
             if msg is None:
+                status = _reap_status(pid)
                 raise OcipyError("start the container process",
-                                 f"it exited before it was ready ({_reap_status(pid)})")
+                                 f"it exited before it was ready ({status})"
+                                 + _exit_hint(status, config))
             kind, step, err, index, detail, sender = msg
             if sender > 0:
                 children.add(sender)
@@ -226,7 +228,73 @@ def child_error(plan: dict, config: dict, step: int, err: int, index: int,
             why = detail.rsplit(": ", 1)[-1]
         return OcipyError(f'run {kind} hook "{path}" (hooks.{kind}[{index}])', why)
     what = _describe(name, plan, config, index, detail)
-    return OcipyError(what, why, errno=err or None)
+    return OcipyError(what, why + _hint(name, err, index, plan, config), errno=err or None)
+
+
+# ---- what to fix: hints for the mistakes people make most (docs/errors.md) --------
+# Each is shown only when the step, the errno and the config say it applies.
+
+def _hint(name: str, err: int, index: int, plan: dict, config: dict) -> str:
+    process = config.get("process") or {}
+    linux = config.get("linux") or {}
+    if name == "mount" and err == errno.ENODEV and index >= 0:
+        fstype = ((config.get("mounts") or [])[index]).get("type")
+        return (f': is the filesystem type "{fstype}" right? /proc/filesystems lists the '
+                "ones this kernel has")
+    if name == "mkdir" and err == errno.ENOTDIR:
+        return ": a part of the destination is a file in the rootfs, not a directory"
+    if name == "mkdir" and err == errno.EROFS:
+        return (": create the mount point in the rootfs, or do not make the rootfs "
+                "read-only (root.readonly)")
+    if name == "rlimit" and err == errno.EPERM and not _have_cap("CAP_SYS_RESOURCE"):
+        return (": raising a hard limit above the runtime's own needs CAP_SYS_RESOURCE, "
+                "which this host's bounding set lacks (see ocipy check)")
+    if name == "rlimit" and err == errno.EPERM:
+        return ": the soft limit must not be above the hard one"
+    if name == "oom" and err in (errno.EACCES, errno.EPERM) and not _have_cap("CAP_SYS_RESOURCE"):
+        return (": lowering oom_score_adj below the runtime's own needs CAP_SYS_RESOURCE, "
+                "which this host's bounding set lacks (see ocipy check)")
+    if name == "user" and err == errno.EINVAL and any(
+            ns.get("type") == "user" for ns in linux.get("namespaces") or []):
+        user = process.get("user") or {}
+        for key, field in (("uid", "uidMappings"), ("gid", "gidMappings")):
+            value = user.get(key, 0)
+            ranges = linux.get(field) or []
+            if ranges and not any(m["containerID"] <= value < m["containerID"] + m["size"]
+                                  for m in ranges):
+                return f": process.user.{key} {value} is not mapped by linux.{field}"
+    if name == "caps" and err == errno.EPERM:
+        return ": a capability of the config is not in the runtime's bounding set "                "(see ocipy check)"
+    if name == "setns" and err == errno.EINVAL:
+        return ": joining it needs the user namespace that owns it in linux.namespaces"
+    if name == "unshare" and err == errno.ENOSPC:
+        return ": the host's limit on namespaces of this kind is reached " \
+               "(/proc/sys/user/max_*_namespaces)"
+    if name == "sysctl" and err in (errno.ENOENT, errno.EROFS, errno.EACCES):
+        return ": this sysctl is not namespaced, or its namespace is not in linux.namespaces"
+    return ""
+
+
+def _have_cap(name: str) -> bool:
+    from ocipy.capabilities import CAPABILITIES
+
+    try:
+        bit = CAPABILITIES[name]
+        with open("/proc/self/status") as f:
+            bounding = next(int(line.split()[1], 16) for line in f
+                            if line.startswith("CapBnd:"))
+    except (KeyError, ValueError, OSError, StopIteration):
+        return True
+    return bool(bounding >> bit & 1)
+
+
+def _exit_hint(status: str, config: dict) -> str:
+    limit = (((config.get("linux") or {}).get("resources") or {}).get("memory") or {}) \
+        .get("limit")
+    if status == "killed by signal 9" and limit is not None and limit > 0:
+        return (f": was it killed by the OOM killer? linux.resources.memory.limit is "
+                f"{limit} bytes")
+    return ""
 
 
 def _describe(name: str, plan: dict, config: dict, index: int, detail: str) -> str:

@@ -342,6 +342,8 @@ def plan_devices(devices: list[dict]) -> list[dict]:
 
 
 def plan_sysctls(sysctls: dict[str, str], namespaces: dict[str, dict]) -> list[tuple[str, str]]:
+    from ocipy.config import json_path
+
     planned = []
     for key, value in sysctls.items():
         if key.startswith("net."):
@@ -351,10 +353,14 @@ def plan_sysctls(sysctls: dict[str, str], namespaces: dict[str, dict]) -> list[t
         elif key in ("kernel.hostname", "kernel.domainname"):
             need = "uts"
         else:
-            raise ConfigError(f"linux.sysctl.{key}", "is not in a separate kernel namespace")
+            raise ConfigError(json_path(("linux", "sysctl", key)),
+                              "is not in a separate kernel namespace: a container may set "
+                              "net.*, the IPC ones (kernel.msg*, kernel.sem, kernel.shm*, "
+                              "fs.mqueue.*) and kernel.hostname/domainname")
         if need not in namespaces:
-            raise ConfigError(f"linux.sysctl.{key}",
-                              f"needs a {need} namespace: it would change the host")
+            raise ConfigError(json_path(("linux", "sysctl", key)),
+                              f"needs a {need} namespace: it would change the host; add "
+                              f'{{"type": "{need}"}} to linux.namespaces')
         planned.append(("/proc/sys/" + key.replace(".", "/"), str(value)))
     return planned
 

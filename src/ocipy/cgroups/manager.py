@@ -237,6 +237,14 @@ class Manager(abc.ABC):
             peak = files.read_uint(os.path.join(directory, "memory.max_usage_in_bytes"), 0)
             why = f"unable to set memory limit to {value} (current usage: {usage}, " \
                   f"peak usage: {peak})"
+        if write.file in ("cpuset.cpus", "cpuset.mems") and code in (errno.ERANGE,
+                                                                       errno.EINVAL):
+            # what the parent allows is what this host (or cgroup) has
+            parent = os.path.dirname(os.path.dirname(path))
+            have = files.read_optional(os.path.join(parent, write.file))
+            if have is not None and have.strip():
+                what = "CPUs" if write.file == "cpuset.cpus" else "memory nodes"
+                why += f": this host has {what} {have.strip()}"
         return OcipyError(f"{write.path}: write {value} to {path}", why, errno=code)
 
     def _verify(self, write: res.Write, path: str, value: str) -> None:
