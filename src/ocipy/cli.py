@@ -21,7 +21,7 @@ GLOBAL_OPTIONS = (
     (("--root",), "root", VALUE, None, "state directory (default /run/ocipy)"),
     (("--log",), "log", VALUE, None, "log file (default: none)"),
     (("--log-format",), "log_format", VALUE, "text", "log format: text or json"),
-    (("--debug",), "debug", FLAG, False, "log debug messages"),
+    (("--debug",), "debug", FLAG, False, "log every step with its duration (to --log)"),
     (("--systemd-cgroup",), "systemd_cgroup", FLAG, False,
      "let systemd manage cgroups (slice:prefix:name paths; needs systemd)"),
     (("--rootless",), "rootless", VALUE, "auto", "auto, true or false"),

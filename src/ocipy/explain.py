@@ -49,6 +49,12 @@ def explain(bundle: str, container_id: str, *, no_pivot: bool = False,
                           no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                           preserve_fds=preserve_fds)
     linux = config.get("linux") or {}
+    cgroups = _cgroups(linux, container_id, systemd_cgroup)
+    # as create does once the cgroups exist: without a cgroup namespace a
+    # cgroup mount becomes binds of the container's own directories
+    from ocipy.plan import bind_cgroup_hierarchies
+
+    bind_cgroup_hierarchies(plan, list(cgroups["dirs"].values()))
     flags = {flag: name for name, flag in NAMESPACE_FLAGS.items()}
     created = sorted(name for flag, name in flags.items()
                      if (plan["clone_flags"] | plan["unshare_flags"]) & flag)
@@ -66,7 +72,7 @@ def explain(bundle: str, container_id: str, *, no_pivot: bool = False,
             "gid_mappings": plan.get("gid_mappings", []),
             "time_offsets": plan.get("timens_offsets"),
         },
-        "cgroups": _cgroups(linux, container_id, systemd_cgroup),
+        "cgroups": cgroups,
         "rootfs": {
             "path": plan["rootfs"],
             "readonly": plan["root_readonly"],
@@ -236,10 +242,14 @@ def render(doc: dict) -> str:
     add("")
     add(f"3. root filesystem {root['path']}{' (read-only)' if root['readonly'] else ''}")
     add(f"   propagation {root['propagation']}, then {root['switch']}")
-    for i, m in enumerate(root["mounts"]):
+    for m in root["mounts"]:
         extra = f" data={m['data']}" if m.get("data") else ""
         then = f", then remount {','.join(m['then_remount'])}" if m.get("then_remount") else ""
         prop = f", propagation {','.join(m['propagation'])}" if m.get("propagation") else ""
+        if m["source"] is None and "remount" in m["flags"]:
+            add(f"   remount {m['destination']} "
+                f"flags={','.join(f for f in m['flags'] if f != 'remount')}   ({m['config']})")
+            continue
         add(f"   mount {m['source']} on {m['destination']} type {m['type']} "
             f"flags={','.join(m['flags']) or '-'}{extra}{then}{prop}   ({m['config']})")
     for d in root["devices"]:
