@@ -49,8 +49,9 @@ MISTAKES = {
                           ['exec: "no-such-program": executable file not found in $PATH']),
     "program is a directory": (lambda b: b.process.update(args=["/bin"]),
                                ['exec: "/bin"', "is a directory"]),
-    "filesystem type misspelt": (_mount("/x", "tmpfss", "tmpfs"),
-                                 ['on "/x" (mounts[', "no such device", '"tmpfss" right?',
+    # (on a directory the rootfs has: the suite's rootfs is shared, nothing is made in it)
+    "filesystem type misspelt": (_mount("/home", "tmpfss", "tmpfs"),
+                                 ['on "/home" (mounts[', "no such device", '"tmpfss" right?',
                                   "/proc/filesystems"]),
     "bind source missing": (_mount("/data", "bind", "/no/such/dir", ["rbind"]),
                             ["mounts[", "].source", "/no/such/dir", "no such file"]),

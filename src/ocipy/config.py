@@ -271,8 +271,6 @@ def _check_unique_types(doc: dict[str, Any]) -> None:
 
 def unique_type_problems(doc: dict[str, Any]) -> list[ConfigError]:
     """Every repeated ``type`` in process.rlimits and linux.namespaces."""
-    import json
-
     process = doc.get("process") or {}
     linux = doc.get("linux") or {}
     found = []
@@ -282,6 +280,8 @@ def unique_type_problems(doc: dict[str, Any]) -> list[ConfigError]:
         for index, entry in enumerate(entries):
             kind = entry["type"]
             if kind in seen:
+                import json  # only for the error: a valid config imports no json
+
                 found.append(ConfigError(f"{path}[{index}].type",
                                          f"{json.dumps(kind)} is already given by "
                                          f"{path}[{seen[kind]}]"))
