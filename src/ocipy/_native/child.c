@@ -1370,6 +1370,17 @@ static void child_main(struct oci_plan *p)
     /* the parent blocked every signal around clone(): whatever handlers the
      * interpreter installed must not run here */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* a parent killed before that line sent no death signal: then quit.  In
+     * a new pid namespace getppid() is 0 whatever happened, so there the
+     * parent's end of the socket, closed below, makes its death an EOF on
+     * our next read of the sync socket instead. */
+    pid_t parent = getppid();
+    if (parent != 0 && parent != p->parent_pid)
+        _exit(1);
+    if (p->peer_fd >= 0) {
+        close(p->peer_fd);
+        p->peer_fd = -1;
+    }
     /* non-dumpable until execve: nothing in the container may open
      * /proc/<pid>/exe or ptrace us while we still hold host resources */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -193,6 +193,8 @@ struct oci_plan {
     size_t hook_state_cap;
 
     int init_fd;        /* sealed memfd holding ocipy-init, executed for stage 2 */
+    int peer_fd;        /* the parent's end of the sync socket: the child closes it */
+    pid_t parent_pid;   /* who cloned us: gone before our PDEATHSIG was set means quit */
     int trace;          /* send OCI_MSG_TRACE records (--debug) */
 
     /* scratch the child fills: the executable found on PATH */

@@ -121,6 +121,8 @@ cdef extern from "child.h" nogil:
         char *hook_state
         size_t hook_state_cap
         int init_fd
+        int peer_fd
+        int parent_pid
         int trace
 
     int oci_spawn(oci_plan *plan)

@@ -10,7 +10,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from libc.stdint cimport uint64_t
 from posix.types cimport gid_t
-from posix.unistd cimport close
+from posix.unistd cimport close, getpid
 from cpython.bytes cimport PyBytes_AS_STRING
 
 from ocipy._native.child cimport (
@@ -360,6 +360,8 @@ def spawn(dict plan):
         close(p.init_fd)
         raise
 
+    p.peer_fd = sv[0]
+    p.parent_pid = getpid()
     cdef int pid
     with nogil:
         pid = oci_spawn(p)
