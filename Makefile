@@ -12,12 +12,13 @@ STAMP   := .make
 # ocipy-init, libseccomp), the example
 # rootfs (busybox-static), the upstream runtime-spec schema the schema test
 # cross-checks against, runc (the reference some tests compare with),
-# iproute2 for network-namespace tests, strace for the front-end's tests, and
+# iproute2 for network-namespace tests, strace for the front-end's tests,
+# systemd, dbus-daemon and gdbus for the systemd cgroup driver's tests, and
 # the real clients the end-to-end tests drive ocipy with (each started
 # privately by the tests: the install must not start system daemons).
 APT_PACKAGES := gcc libc6-dev make pkg-config python3 python3-venv python3-dev libseccomp-dev \
                 busybox-static golang-github-opencontainers-specs-dev runc iproute2 procps \
-                strace containerd podman conmon docker.io
+                strace systemd dbus-daemon libglib2.0-bin containerd podman conmon docker.io
 PIP_PACKAGES := "cython>=3.0" "setuptools>=64" wheel "jsonschema>=4" "attrs>=22" \
                 "pytest>=7" "hypothesis>=6"
 

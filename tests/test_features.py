@@ -86,12 +86,12 @@ def test_cgroup_flags_come_from_the_module_constants(monkeypatch):
     assert feat.features()["linux"]["cgroup"] == {
         "v1": True,
         "v2": True,
-        "systemd": False,
+        "systemd": True,  # cgroups/systemd.py
         "systemdUser": False,
         "rdma": False,
     }
-    monkeypatch.setattr(feat, "CGROUP_SYSTEMD", True)
-    assert feat.features()["linux"]["cgroup"]["systemd"] is True
+    monkeypatch.setattr(feat, "CGROUP_SYSTEMD", False)
+    assert feat.features()["linux"]["cgroup"]["systemd"] is False
 
 
 def test_seccomp_reports_what_the_kernel_and_libseccomp_support():

@@ -187,6 +187,8 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
             # the tree the child built in our mount namespace: delete detaches it
             record["ocipy"]["host_mount"] = [plan["rootfs"], _top_mount(plan["rootfs"])]
         t = log.clock()
+        # the systemd driver knows its unit only now
+        record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file())
         info = st.proc_start_time(init)
         record["status"] = "created"
         record["pid"] = init

@@ -30,7 +30,7 @@ NAMESPACES = ("cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts")
 
 CGROUP_V1 = True
 CGROUP_V2 = True
-CGROUP_SYSTEMD = False
+CGROUP_SYSTEMD = True  # cgroups/systemd.py (the system manager; no --user one)
 CGROUP_SYSTEMD_USER = False
 CGROUP_RDMA = False
 

@@ -107,7 +107,9 @@ def write_fast_files(path: str, state: dict) -> None:
         doc = _fastjson.dumps(public(state, status_name), indent=4) + "\n"
         _write_atomic(path, f"state.{status_name}", doc.encode())
     info = state["ocipy"]
-    needs_python = bool(state.get("hooks") or info.get("host_mount"))
+    # systemd's units are stopped over D-Bus: delete needs Python
+    needs_python = bool(state.get("hooks") or info.get("host_mount")
+                        or (info.get("cgroup") or {}).get("version") == "systemd")
     lines = [
         "ocipy-fast 1",
         f"pid {state['pid']}",

@@ -44,12 +44,9 @@ def manager_for(cgroups_path: str | None, container_id: str, *, systemd: bool = 
     ``mountinfo`` replace the caller's /proc/self files (tests).
     """
     if systemd:
-        if not os.path.isdir(SYSTEMD_RUNNING):
-            raise OcipyError("systemd cgroup driver", "systemd is not running on this host")
-        unit = paths.systemd_unit_path(cgroups_path or "", container_id)
-        raise OcipyError("systemd cgroup driver",
-                         f"placing the container in {unit} through systemd's D-Bus API is not "
-                         "implemented; run without --systemd-cgroup")
+        from ocipy.cgroups.systemd import manager
+
+        return manager(cgroups_path, container_id)
 
     inner, absolute = paths.container_path(cgroups_path, container_id)
     if proc_cgroup is None:

@@ -128,6 +128,9 @@ class Manager(abc.ABC):
         if version == "v2":
             from ocipy.cgroups.v2 import V2Manager
             return V2Manager.from_doc(doc)
+        if version == "systemd":
+            from ocipy.cgroups.systemd import SystemdManager
+            return SystemdManager.from_doc(doc)
         raise OcipyError("cgroup state", f"unknown cgroup manager version {version!r}")
 
     # ---- what each version provides -----------------------------------------

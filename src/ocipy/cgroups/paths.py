@@ -94,25 +94,46 @@ def container_path(cgroups_path: str | None, container_id: str) -> tuple[str, bo
     return inner, cgroups_path.startswith("/")
 
 
-def systemd_unit_path(cgroups_path: str, container_id: str) -> str:
-    """The cgroupfs path systemd uses for ``slice:prefix:name`` (runc's systemd driver).
+def systemd_unit(cgroups_path: str | None, container_id: str) -> tuple[str, str]:
+    """(slice, unit) of ``slice:prefix:name`` for the systemd cgroup driver (runc's rules).
 
-    "system.slice:docker:abc" -> /system.slice/docker-abc.scope; a nested
-    slice "a-b.slice" expands to /a.slice/a-b.slice.
+    "system.slice:docker:abc" -> ("system.slice", "docker-abc.scope").  An
+    empty slice is system.slice, an empty name the container id, and no
+    cgroupsPath at all means ":ocipy:<id>" (runc: ":runc:<id>").  A name
+    ending in .slice is the unit itself (the prefix is ignored).
     """
+    if not cgroups_path:
+        cgroups_path = f":ocipy:{container_id}"
     parts = cgroups_path.split(":")
     if len(parts) != 3:
         raise ConfigError("linux.cgroupsPath",
                           f'expected "slice:prefix:name" for the systemd cgroup driver, '
                           f'got "{cgroups_path}"')
     slice_name, prefix, name = parts
-    if not name:
-        name = container_id
+    slice_name = slice_name or "system.slice"
+    expand_slice(slice_name)  # refuse a bad slice name now
+    name = name or container_id
     if name.endswith(".slice"):
-        unit = name
-    else:
-        unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
-    return expand_slice(slice_name or "system.slice") + "/" + unit
+        expand_slice(name)
+        return slice_name, name
+    unit = f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
+    if "/" in unit or "\0" in unit:
+        raise ConfigError("linux.cgroupsPath", f'invalid systemd unit name "{unit}"')
+    return slice_name, unit
+
+
+def systemd_unit_path(cgroups_path: str | None, container_id: str) -> str:
+    """The cgroup path systemd gives the unit of ``slice:prefix:name``.
+
+    "system.slice:docker:abc" -> /system.slice/docker-abc.scope; a nested
+    slice "a-b.slice" expands to /a.slice/a-b.slice.  A slice unit's place
+    comes from its own name, whatever the slice part says (systemd derives a
+    slice's parent from its name: "x.slice" is under -.slice).
+    """
+    slice_name, unit = systemd_unit(cgroups_path, container_id)
+    if unit.endswith(".slice"):
+        return expand_slice(unit) or "/"
+    return expand_slice(slice_name) + "/" + unit
 
 
 def expand_slice(slice_name: str) -> str:
