@@ -2,7 +2,10 @@
 # Both do all set-up on a fresh Debian 12 machine run as root: apt packages,
 # the virtualenv, the Cython build and the busybox bundle's rootfs.
 
-PYTHON ?= python3
+# Debian's interpreter: the one python3-dev and python3-venv are for (a
+# python3 found first on PATH, say pyenv's, would build against other
+# headers), and a statically linked one that starts faster.
+PYTHON ?= /usr/bin/python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 OCIPY   := $(VENV)/bin/ocipy
@@ -27,7 +30,7 @@ NATIVE_SOURCES := $(wildcard src/ocipy/_native/*.pyx src/ocipy/_native/*.pxd \
 # setup.py's build_py turns the schema into src/ocipy/_schema_check.py
 SCHEMA_SOURCES := $(wildcard src/ocipy/schema/*.json) tools/gen_validator.py
 
-.PHONY: demo test setup bundles bench clean
+.PHONY: demo test setup bundles bench clean FORCE
 
 demo: setup
 	@id=ocipy-demo-$$$$; $(OCIPY) run --bundle bundles/busybox $$id
@@ -56,7 +59,13 @@ $(STAMP)/apt:
 	fi
 	@touch $@
 
-$(STAMP)/venv: $(STAMP)/apt
+# the interpreter the venv was made with: another PYTHON makes it anew
+$(STAMP)/python: FORCE
+	@mkdir -p $(STAMP)
+	@echo "$(PYTHON)" | cmp -s - $@ || echo "$(PYTHON)" > $@
+
+$(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PIP_PACKAGES)

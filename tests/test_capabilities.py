@@ -48,6 +48,7 @@ def test_last_cap_reads_the_running_kernel():
 
 def test_last_cap_falls_back_to_forty_without_proc(monkeypatch):
     monkeypatch.setattr(capabilities, "_CAP_LAST_CAP", "/nonexistent/cap_last_cap")
+    monkeypatch.setattr(capabilities, "_last_cap", None)  # not the cached value
     assert last_cap() == 40
 
 

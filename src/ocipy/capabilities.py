@@ -66,6 +66,7 @@ CAPABILITIES: dict[str, int] = {name: number for number, name in enumerate(_NAME
 MAX_KNOWN_CAP = len(_NAMES) - 1
 
 _CAP_LAST_CAP = "/proc/sys/kernel/cap_last_cap"
+_last_cap: int | None = None
 
 
 def last_cap() -> int:
@@ -75,11 +76,14 @@ def last_cap() -> int:
     example before /proc is mounted), which is also what runc's gocapability
     assumes.
     """
-    try:
-        with open(_CAP_LAST_CAP, "rb") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return MAX_KNOWN_CAP
+    global _last_cap
+    if _last_cap is None:  # read once: a create asks for each of the five sets
+        try:
+            with open(_CAP_LAST_CAP, "rb") as f:
+                _last_cap = int(f.read().strip())
+        except (OSError, ValueError):
+            return MAX_KNOWN_CAP
+    return _last_cap
 
 
 def caps_to_mask(names: Iterable[str], path: str) -> int:

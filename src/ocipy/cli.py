@@ -452,7 +452,7 @@ _UPDATE_FLAGS = ("memory", "memory_swap", "memory_reservation", "kernel_memory",
 def _update_resources(args: Args) -> dict:
     """--resources FILE|- (containerd passes -, podman a file), else the flags."""
     from ocipy._fastjson import loads
-    from ocipy.cgroups import resources_from_update_flags
+    from ocipy.cgroups.flags import resources_from_update_flags
 
     if args.resources:
         try:

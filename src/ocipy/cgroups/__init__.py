@@ -16,13 +16,21 @@ from __future__ import annotations
 import os
 
 from ocipy.cgroups import paths
-from ocipy.cgroups.flags import ram_in_bytes, resources_from_update_flags
 from ocipy.cgroups.manager import Manager
 from ocipy.errors import OcipyError
 
 __all__ = ["Manager", "layout", "manager_for", "ram_in_bytes", "resources_from_update_flags"]
 
 SYSTEMD_RUNNING = "/run/systemd/system"
+
+
+def __getattr__(name: str):
+    # `update`'s flag parsing (flags.py imports math) stays off create's path
+    if name in ("ram_in_bytes", "resources_from_update_flags"):
+        from ocipy.cgroups import flags
+
+        return getattr(flags, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def layout(root: str = paths.CGROUP_ROOT) -> str:

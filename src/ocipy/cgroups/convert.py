@@ -8,7 +8,6 @@ container gets the same limits from ocipy and runc.
 """
 from __future__ import annotations
 
-import math
 
 CPU_SHARES_MIN = 2
 CPU_SHARES_MAX = 262144
@@ -32,6 +31,8 @@ def cpu_shares_to_weight(shares: int) -> int:
         return CPU_WEIGHT_MIN
     if shares >= CPU_SHARES_MAX:
         return CPU_WEIGHT_MAX
+    import math  # off the path of every create that sets no cpu shares
+
     log = math.log2(shares)
     exponent = (log * log + 125 * log) / 612.0 - 7.0 / 34.0
     return math.ceil(math.pow(10, exponent))

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
-from collections import namedtuple
 
+from ocipy._record import record
 from ocipy.errors import ConfigError, OcipyError
 
 
 # allow: bool; type: "a", "c" or "b"; major, minor: int, or None for any;
 # access: a non-empty subset of "rwm"  (namedtuple: typing costs ~9 ms)
-Rule = namedtuple("Rule", "allow type major minor access")
+Rule = record("Rule", "allow type major minor access")
 
 
 # runc's specconv.AllowedDevices (crun has the same list), appended after the
@@ -150,7 +149,7 @@ R0, R1, R2, R3, R4, R5, R6 = range(7)
 
 
 # one eBPF instruction
-Insn = namedtuple("Insn", "code dst src off imm", defaults=(0, 0, 0, 0))
+Insn = record("Insn", "code dst src off imm", defaults=(0, 0, 0, 0))
 
 
 _DENY, _ALLOW = "deny", "allow"
@@ -221,6 +220,8 @@ def _s32(value: int) -> int:
 
 def encode(program: list[Insn]) -> bytes:
     """struct bpf_insn[] in host byte order (dst_reg is the low nibble on little-endian)."""
+    import struct  # only v2 hosts load a program
+
     little = struct.pack("=H", 1) == b"\x01\x00"
     out = bytearray()
     for insn in program:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections import namedtuple
 
+from ocipy._record import record
 from ocipy.errors import ConfigError
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -32,7 +32,7 @@ _V1_OPTIONS = {"rw", "ro", "clone_children", "noprefix", "xattr", "cpuset_v2_mod
 # mountpoint; root: the directory of the hierarchy this mount shows (mountinfo
 # field 4); fstype: "cgroup" or "cgroup2"; controllers: v1 "cpu", "cpuacct",
 # ..., "name=systemd", v2 ()
-Mount = namedtuple("Mount", "mountpoint root fstype controllers")
+Mount = record("Mount", "mountpoint root fstype controllers")
 
 
 def parse_mountinfo(text: str) -> list[Mount]:

@@ -15,17 +15,22 @@ Device rules are not planned here: see devices.py.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from collections import namedtuple
 
 from ocipy.cgroups import convert
+from ocipy._record import record
 from ocipy.errors import ConfigError
 
 ROOT = "linux.resources"
 
-# reads a file of the container's cgroup (controller, file) -> text or None;
-# only `update` on v2 needs it, to keep the half of cpu.max it was not given
-Reader = Callable[[str, str], "str | None"]
+# Reader: reads a file of the container's cgroup (controller, file) -> text
+# or None; only `update` on v2 needs it, to keep the half of cpu.max it was
+# not given.  Named for annotations only (collections.abc would import
+# collections on every create).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Reader = Callable[[str, str], "str | None"]
 
 
 # One file write.  controller: v1 the hierarchy ("memory", "cpu", ...), v2
@@ -37,8 +42,8 @@ Reader = Callable[[str, str], "str | None"]
 # verify: read the value back, the kernel clamps some silently (cpu.shares);
 # fallback: (file, value) to use when ``file`` is missing.
 # (a namedtuple: typing.NamedTuple costs ~9 ms of imports on every create)
-Write = namedtuple("Write", "controller file value path optional group verify fallback",
-                   defaults=(False, 0, False, None))
+Write = record("Write", "controller file value path optional group verify fallback",
+                defaults=(False, 0, False, None))
 
 
 GROUP_MEMORY, GROUP_CFS, GROUP_RT = 1, 2, 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ocipy.cgroups import devices, files, stats
+from ocipy.cgroups import devices, files
 from ocipy.cgroups.manager import Manager, wait_until
 from ocipy.cgroups.resources import Write
 from ocipy.errors import OcipyError
@@ -157,6 +157,8 @@ class V1Manager(Manager):
     # ---- reading ----------------------------------------------------------
 
     def stats(self) -> dict:
+        from ocipy.cgroups import stats  # events only
+
         return stats.collect_v1(self.dirs)
 
     def oom_count(self) -> int:

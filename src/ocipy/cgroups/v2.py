@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ocipy.cgroups import devices, files, stats
+from ocipy.cgroups import devices, files
 from ocipy.cgroups.manager import Manager, wait_until
 from ocipy.cgroups.resources import Write
 from ocipy.errors import ConfigError, OcipyError
@@ -151,6 +151,8 @@ class V2Manager(Manager):
     # ---- reading ----------------------------------------------------------
 
     def stats(self) -> dict:
+        from ocipy.cgroups import stats  # events only
+
         return stats.collect_v2(self.dir)
 
     def oom_count(self) -> int:
