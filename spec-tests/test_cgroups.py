@@ -974,14 +974,38 @@ WARM_PARENT = "/sys/fs/cgroup/pids/ocipy"
 
 @needs_v1
 @pytest.mark.ocipy_only
-@pytest.mark.parametrize("mistake", ["schema", "missing executable", "none"])
+@pytest.mark.parametrize("mistake", ["schema", "missing executable", "bad flag", "none",
+                                     "cgroupsPath"])
 def test_the_warmup_leaves_no_process_and_no_default_parent(runtime, bundle, cg, mistake):
     # The front-end starts a process that visits the v1 pids /ocipy parent
     # (making it if needed) before the interpreter runs; create ends it once
     # the container is placed, and a create that fails removes the parent it
     # made.  (conftest's cleanup asserts no process of ours is left.)
+    try:
+        os.rmdir(WARM_PARENT)  # ocipy's own, when empty: so the front-end makes it
+    except OSError:
+        pass  # a container lives there (or none ever did)
     existed = os.path.isdir(WARM_PARENT)
     bundle.linux.pop("cgroupsPath", None)
+    if mistake == "cgroupsPath":
+        # the container goes elsewhere: a /ocipy made for the warm-up goes
+        cid = cg.new_id()
+        bundle.linux["cgroupsPath"] = f"/{cid}"
+        bundle.process["args"] = ["true"]
+        runtime.create(cid, bundle)
+        assert os.path.isdir(WARM_PARENT) == existed
+        with open(f"/sys/fs/cgroup/pids/{cid}/cgroup.procs") as f:
+            assert f.read().split() == [str(runtime.pids[cid])]
+        runtime.delete(cid, "--force")
+        assert os.path.isdir(WARM_PARENT) == existed
+        return
+    if mistake == "bad flag":
+        # refused by the CLI parser, before create takes the helper
+        proc = runtime.cmd("create", "--no-such-flag", "--bundle", bundle.write(), cg.new_id())
+        assert proc.returncode == 1, proc.stderr
+        assert "no-such-flag" in proc.stderr
+        assert os.path.isdir(WARM_PARENT) == existed
+        return
     if mistake == "schema":
         bundle.process["args"] = "sh"  # not an array
     elif mistake == "missing executable":
@@ -1002,3 +1026,24 @@ def test_the_warmup_leaves_no_process_and_no_default_parent(runtime, bundle, cg,
         assert f.read().split() == [str(runtime.pids[cid])]
     runtime.delete(cid, "--force")
     assert os.path.isdir(WARM_PARENT) == existed
+
+
+@needs_v1
+@pytest.mark.ocipy_only
+def test_exec_warmup_ends_with_the_exec(runtime, bundle, cg):
+    # exec gets the front-end's helper too when /ocipy exists (a container
+    # without cgroupsPath made it); it is gone once the process is placed,
+    # and the exec'd process is in the container's cgroup, not in /ocipy.
+    # (conftest's cleanup asserts no process of ours is left.)
+    bundle.linux.pop("cgroupsPath", None)
+    cid = cg.new_id()
+    runtime.run(cid, bundle.sh("echo ready; exec sleep 1000"), "-d", check=True)
+    runtime.wait_output(cid, "ready")
+    assert os.path.isdir(WARM_PARENT)
+    proc = runtime.exec(cid, "sh", "-c", "cat /proc/self/cgroup; echo done", check=True)
+    assert proc.stdout.endswith("done\n")
+    assert f":pids:/ocipy/{cid}\n" in proc.stdout, proc.stdout
+    with open(os.path.join(WARM_PARENT, "cgroup.procs")) as f:
+        assert f.read().split() == []
+    with open(os.path.join(WARM_PARENT, cid, "cgroup.procs")) as f:
+        assert f.read().split() == [str(runtime.pids[cid])]

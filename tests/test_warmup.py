@@ -93,7 +93,7 @@ def test_the_directory_is_never_the_freezer_devices_or_cpuset(doc, expected):
 
 def test_a_variable_from_a_process_that_is_not_our_child_is_ignored(monkeypatch):
     monkeypatch.setenv("OCIPY_WARMUP", f"{os.getppid()} 1")
-    assert warmup._from_frontend() is None
+    assert warmup.from_frontend() is None
     assert "OCIPY_WARMUP" not in os.environ
 
 

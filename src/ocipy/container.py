@@ -36,13 +36,18 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     # before the imports and the config, so they overlap the kernel's wait
     warm = warmup.start_default_parent(bundle, systemd_cgroup)
     try:
-        return _create(root, container_id, bundle, warm, pid_file=pid_file,
+        init = _create(root, container_id, bundle, warm, pid_file=pid_file,
                        console_socket=console_socket, no_pivot=no_pivot,
                        no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                        console_fd=console_fd, systemd_cgroup=systemd_cgroup)
     except BaseException:
         warm.finish()
         raise
+    if isinstance(warm, warmup.FrontendWarmup):
+        # a /ocipy the front-end made for a container that went elsewhere
+        # (its cgroupsPath) goes again; with the container in it, it stays
+        warm.finish()
+    return init
 
 
 def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | None,
@@ -825,8 +830,10 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
         raise OcipyError(f'exec in container "{container_id}"', f"the container is {status}")
     from ocipy import warmup
 
-    # first, so the imports below overlap the kernel's wait (see warmup.py)
-    warm = warmup.start(warmup.v1_directory(record["ocipy"].get("cgroup")))
+    # first, so the imports below overlap the kernel's wait (see warmup.py);
+    # the front-end's helper, started before the interpreter, if it left one
+    warm = warmup.from_frontend() or warmup.start(
+        warmup.v1_directory(record["ocipy"].get("cgroup")))
     from ocipy.launch import launch
     from ocipy.plan import NAMESPACE_FLAGS, Host, plan_process
 

@@ -135,12 +135,14 @@ class FrontendWarmup:
 def discard_frontend() -> None:
     """For a command that places no container (create --explain): end the
     front-end's helper, if any, and undo what it made."""
-    frontend = _from_frontend()
+    frontend = from_frontend()
     if frontend is not None:
         frontend.finish()
 
 
-def _from_frontend() -> FrontendWarmup | None:
+def from_frontend() -> FrontendWarmup | None:
+    """The helper the front-end started for this command, if any (create,
+    run, and exec when the default parent exists)."""
     value = os.environ.pop("OCIPY_WARMUP", None)
     if not value:
         return None
@@ -187,11 +189,13 @@ def start(directory: str | None) -> Warmup:
 
 
 def start_default_parent(bundle: str, systemd: bool) -> Warmup | FrontendWarmup:
-    """For a create whose config names no cgroupsPath (its cgroup goes under
-    the default parent, which it makes anyway): warm up in the parent before
-    the config is even parsed.  The raw peek is enough: a config that
-    mentions cgroupsPath anywhere just gets no head start."""
-    frontend = _from_frontend()
+    """The front-end's helper when it started one (every create and run but
+    --systemd-cgroup ones).  Without the front-end (``python -m ocipy``, the
+    API), a thread, for a config that names no cgroupsPath (its cgroup goes
+    under the default parent, which it makes anyway), started before the
+    config is even parsed: the raw peek is enough, a config that mentions
+    cgroupsPath anywhere just gets no head start."""
+    frontend = from_frontend()
     if frontend is not None:
         return frontend
     if systemd:

@@ -71,43 +71,47 @@ static void __attribute__((noreturn)) hand_over(void)
 /* See src/ocipy/warmup.py: the first cgroup migration after a quiet spell
  * waits for an RCU grace period (10+ ms here) while holding cgroup_mutex, so
  * `create` waited for it at its first mkdir.  Started here, before the
- * interpreter, it is over by then.  For a create/run whose config names no
- * cgroupsPath (its cgroup goes under the default parent /ocipy, made anyway)
- * a small child process moves itself into the v1 pids /ocipy every 2 ms
- * (which keeps the lock's slow path ready) until Python, right after it
- * placed the container, kills it by the pid in OCIPY_WARMUP ("<pid> <made>",
- * made: this created /ocipy; warmup.py reaps the child and, after a failed
- * create, removes what it made).  It dies with us (PDEATHSIG) and gives up
- * after half a second.  Best effort: any failure means no head start. */
+ * interpreter, it is over by then.  For create and run (not with
+ * --systemd-cgroup, not --explain) a small child process moves itself into
+ * the v1 pids /ocipy, ocipy's default parent, every 2 ms (which keeps the
+ * lock's slow path ready) until Python, right after it placed the container,
+ * kills it by the pid in OCIPY_WARMUP ("<pid> <made>", made: this created
+ * /ocipy).  The lock is global: whichever cgroup the container goes to
+ * (a cgroupsPath of containerd's, say), a migration into /ocipy warms it.
+ * warmup.py reaps the child and removes /ocipy again if it made it and no
+ * container lives there.  It dies with us (PDEATHSIG) and gives up after
+ * half a second.  Best effort: any failure means no head start.
+ * `exec` gets the same helper when /ocipy exists (its clone and its move
+ * into the container's cgroups would wait otherwise). */
 #define WARM_PARENT "/sys/fs/cgroup/pids/ocipy" /* cgroups/paths.py DEFAULT_PARENT */
 
 static ssize_t read_retry(int fd, void *buf, size_t len);
 
-static void warm_up_cgroups(const char *bundle)
+static void warm_up_in_parent(int made);
+
+static void warm_up_cgroups(void)
 {
-    static char buf[1 << 20];
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/config.json", bundle) >= (int)sizeof path)
-        return;
-    /* never block on a fifo or read a device: config.py refuses those */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0)
-        return;
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size >= (off_t)sizeof buf) {
-        close(fd);
-        return;
-    }
-    ssize_t n = read_retry(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0 || (size_t)n == sizeof buf - 1)
-        return; /* unreadable or too big to peek: no head start */
-    buf[n] = '\0';
-    if (strstr(buf, "\"cgroupsPath\"") || access("/sys/fs/cgroup/pids", F_OK) < 0)
-        return;
+    if (access("/sys/fs/cgroup/pids", F_OK) < 0)
+        return; /* no v1 pids hierarchy (a pure cgroup v2 host) */
     int made = mkdir(WARM_PARENT, 0755) == 0;
     if (!made && errno != EEXIST)
         return;
+    warm_up_in_parent(made);
+}
+
+/* `exec`: the same head start when the default parent is there (any
+ * container created without a cgroupsPath made it).  The migration lock is
+ * global, so which ocipy-made cgroup the helper visits does not matter. */
+static void warm_up_for_exec(void)
+{
+    if (access(WARM_PARENT "/cgroup.procs", W_OK) == 0)
+        warm_up_in_parent(0);
+}
+
+/* fork the helper that moves itself into WARM_PARENT every 2 ms; tell
+ * Python its pid and whether WARM_PARENT was made for it */
+static void warm_up_in_parent(int made)
+{
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -119,6 +123,11 @@ static void warm_up_cgroups(const char *bundle)
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         if (getppid() != parent)
             _exit(0);
+        /* hold none of the caller's fds (a pipe on our stdout must see EOF
+         * when ocipy is done, not when this helper is) */
+        if (syscall(SYS_close_range, 0U, ~0U, 0U) < 0)
+            for (int fd = 0; fd < 3; fd++)
+                close(fd); /* before Linux 5.9: the stdio at least */
         char me[24];
         int len = snprintf(me, sizeof me, "%d", (int)getpid());
         int procs = open(WARM_PARENT "/cgroup.procs", O_WRONLY | O_CLOEXEC);
@@ -336,8 +345,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
     if (!systemd && (!strcmp(cl->command, "create") || !strcmp(cl->command, "run"))) {
         const char *bundle = bundle_of(argc, argv, i);
         if (bundle)
-            warm_up_cgroups(bundle);
+            warm_up_cgroups();
     }
+    if (!strcmp(cl->command, "exec"))
+        warm_up_for_exec();
     if (strcmp(cl->command, "state") && strcmp(cl->command, "start")
         && strcmp(cl->command, "kill") && strcmp(cl->command, "delete"))
         hand_over();
