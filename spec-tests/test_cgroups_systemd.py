@@ -231,30 +231,25 @@ class SystemdEnv:
                         time.sleep(0.01)
 
 
-@pytest.fixture(params=["host", "unified"])
-def sd(request, tmp_path, util):
-    """A private systemd with the host's cgroup layout or the unified one alone."""
-    env = SystemdEnv(tmp_path, request.param, util)
+def _running_systemd(tmp_path, layout: str, util):
+    env = SystemdEnv(tmp_path, layout, util)
     try:
         env.start()
         yield env
     finally:
         env.stop()
+
+
+@pytest.fixture(params=["host", "unified"])
+def sd(request, tmp_path, util):
+    """A private systemd with the host's cgroup layout or the unified one alone."""
+    yield from _running_systemd(tmp_path, request.param, util)
 
 
 @pytest.fixture
 def sd_host(tmp_path, util):
-    env = SystemdEnv(tmp_path, "host", util)
-    try:
-        env.start()
-        yield env
-    finally:
-        env.stop()
-
-
-@pytest.fixture
-def rt(runtime, sd_runtime):
-    return sd_runtime
+    """A private systemd with the host's cgroup layout only."""
+    yield from _running_systemd(tmp_path, "host", util)
 
 
 @pytest.fixture
@@ -271,10 +266,6 @@ def sd_runtime(request, runtime, tmp_path, util):
     # before systemd goes: the containers' units are stopped through it
     for cid in rt.ids():
         rt.delete(cid, "--force", check=False)
-
-
-def _unit_path(slice_path: str, unit: str) -> str:
-    return f"{slice_path}/{unit}"
 
 
 def _proc_cgroup(sd, pid: int) -> list[str]:
