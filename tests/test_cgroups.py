@@ -389,6 +389,9 @@ def test_zero_values_leave_limits_alone_as_in_runc():
 
 def test_stats_helpers_parse_kernel_formats(tmp_path):
     assert stats.parse_list("0-2,5,7-8\n") == [0, 1, 2, 5, 7, 8]
+    for bad in ("5-3", "x", "-1", "1-"):
+        with pytest.raises(ValueError):
+            stats.parse_list(bad)
     assert stats.blkio_entries("8:0 Read 10\n8:0 Write 0\n8:16 4\nTotal 10\n") == [
         {"major": 8, "op": "Read", "value": 10}, {"major": 8, "op": "Write"},
         {"major": 8, "minor": 16, "value": 4}]

@@ -758,3 +758,18 @@ def test_an_unreachable_systemd_is_one_clear_error(tmp_path):
     with pytest.raises(OcipyError) as err:
         manager.create({})
     assert str(err.value) == f"connect to systemd at {tmp_path}/nobody: no such file or directory"
+
+
+@pytest.mark.parametrize("text, want", [("0-2,9", bytes([0b111, 0b10])), (" 3 ", b"\x08"),
+                                        ("1,,1", b"\x02")])
+def test_cpu_lists_become_systemds_bitmasks(text, want):
+    assert systemd._cpu_bits(text, "p") == want
+
+
+@pytest.mark.parametrize("text, words", [("5-3", "is not a list"), ("a", "is not a list"),
+                                         ("-1", "is not a list"), ("", "is empty"),
+                                         (" , ", "is empty")])
+def test_bad_cpu_lists_name_their_json_path(text, words):
+    with pytest.raises(ConfigError) as err:
+        systemd._cpu_bits(text, "linux.resources.cpu.cpus")
+    assert err.value.path == "linux.resources.cpu.cpus" and words in err.value.reason

@@ -77,13 +77,19 @@ def cpuset(values: dict) -> dict:
 
 
 def parse_list(text: str) -> list[int]:
-    """A cpuset list: "0-3,8,10-11" -> [0, 1, 2, 3, 8, 10, 11]."""
+    """A cpuset list: "0-3,8,10-11" -> [0, 1, 2, 3, 8, 10, 11].
+
+    ValueError for what is not one: a part that is no number or range, or a
+    range that runs backwards ("5-3")."""
     out: list[int] = []
     for part in text.strip().split(","):
-        if not part:
+        if not part.strip():
             continue
         low, dash, high = part.partition("-")
-        out.extend(range(int(low), int(high) + 1) if dash else [int(low)])
+        first, last = int(low), int(high) if dash else int(low)
+        if first > last:
+            raise ValueError(part)
+        out.extend(range(first, last + 1))
     return out
 
 

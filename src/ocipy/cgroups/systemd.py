@@ -204,20 +204,15 @@ def _add_cpu_quota(props: list, quota: int, period: int, systemd_version) -> int
 
 def _cpu_bits(text: str, where: str) -> bytes:
     """"0-2,5" -> the bitmask systemd's AllowedCPUs takes, least significant byte first."""
-    mask = 0
+    from ocipy.cgroups.stats import parse_list
+
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            low, dash, high = part.partition("-")
-            first, last = int(low), int(high) if dash else int(low)
-            if first < 0 or first > last:
-                raise ValueError(part)
-            for bit in range(first, last + 1):
-                mask |= 1 << bit
+        bits = parse_list(text)
     except ValueError:
         raise ConfigError(where, f'"{text}" is not a list of numbers and ranges') from None
+    mask = 0
+    for bit in bits:
+        mask |= 1 << bit
     if not mask:
         raise ConfigError(where, "is empty")
     return mask.to_bytes((mask.bit_length() + 7) // 8, "little")
