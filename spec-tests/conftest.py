@@ -34,6 +34,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
+# the directory itself, as mountinfo's root field names a bind of it (ROOTFS
+# may be a searchable bind mount of it instead: see the rootfs fixture)
+ROOTFS_DIR = ROOTFS
 RUNTIME = os.environ.get("OCIPY_RUNTIME") or str(REPO / ".venv" / "bin" / "ocipy")
 IS_OCIPY = os.path.basename(RUNTIME) == "ocipy"
 
@@ -613,12 +616,42 @@ def _tree_snapshot(top: Path) -> dict[str, tuple]:
     return snap
 
 
+def _searchable_by_everyone(path: Path) -> bool:
+    """Whether every directory above ``path`` lets any uid through (o+x)."""
+    return all(os.stat(parent).st_mode & 0o001 for parent in path.parents)
+
+
 @pytest.fixture(scope="session")
-def rootfs() -> Path:
-    """The shared busybox rootfs (built if missing). Never write to it."""
-    subprocess.run(["sh", str(REPO / "bundles" / "make-rootfs.sh"), str(ROOTFS)],
+def rootfs() -> Iterator[Path]:
+    """The shared busybox rootfs (built if missing). Never write to it.
+
+    A container whose root is mapped to an unprivileged host uid walks the
+    path to its rootfs as that uid (runc too: opencontainers/runc#2484).  A
+    checkout below a directory others may not enter (``mktemp -d`` makes
+    0700 ones) would fail every user-namespace test for that reason alone,
+    so then the rootfs is bind-mounted at a searchable place under /run for
+    the session, and ROOTFS and the base config name that place."""
+    global ROOTFS
+    built = ROOTFS_DIR
+    subprocess.run(["sh", str(REPO / "bundles" / "make-rootfs.sh"), str(built)],
                    check=True, timeout=120)
-    return ROOTFS
+    if _searchable_by_everyone(built):
+        yield built
+        return
+    exposed = Path(f"/run/ocipy-spec-rootfs-{os.getpid()}")
+    exposed.mkdir(mode=0o755)
+    try:
+        subprocess.run(["mount", "--bind", str(built), str(exposed)], check=True, timeout=60)
+        ROOTFS = exposed
+        BASE_CONFIG["root"]["path"] = str(exposed)
+        try:
+            yield exposed
+        finally:
+            ROOTFS = built
+            BASE_CONFIG["root"]["path"] = str(built)
+            umount_detach(str(exposed))
+    finally:
+        exposed.rmdir()
 
 
 @pytest.fixture(scope="session")
@@ -746,7 +779,7 @@ def util() -> SimpleNamespace:
     """Helpers for test modules (they cannot import conftest reliably: pytest
     may load another directory's conftest under the same module name)."""
     return SimpleNamespace(
-        ROOTFS=ROOTFS, RUNTIME=RUNTIME, IS_OCIPY=IS_OCIPY, TIMEOUT=TIMEOUT,
+        ROOTFS=ROOTFS, ROOTFS_DIR=ROOTFS_DIR, RUNTIME=RUNTIME, IS_OCIPY=IS_OCIPY, TIMEOUT=TIMEOUT,
         proc_status=proc_status, status_field=status_field, descendants=descendants,
         live_descendants=live_descendants,
         pid_alive=pid_alive, wait_for=wait_for, wait_pid=wait_pid,

@@ -27,7 +27,7 @@ def test_root_is_the_bundle_rootfs(runtime, bundle, util, flags):
     root = _mount_at(mounts, "/")
     # The rootfs is a bind of the bundle's root.path: its root within the
     # host filesystem is that directory, and no host path is mounted.
-    assert root["root"] == str(util.ROOTFS)
+    assert root["root"] == str(util.ROOTFS_DIR)
     points = [m["mount_point"] for m in mounts]
     assert all(not p.startswith(("/work", "/run/netns", "/mnt/sandboxing")) for p in points), points
     assert {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
