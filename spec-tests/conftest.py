@@ -629,8 +629,9 @@ def rootfs() -> Iterator[Path]:
     path to its rootfs as that uid (runc too: opencontainers/runc#2484).  A
     checkout below a directory others may not enter (``mktemp -d`` makes
     0700 ones) would fail every user-namespace test for that reason alone,
-    so then the rootfs is bind-mounted at a searchable place under /run for
-    the session, and ROOTFS and the base config name that place."""
+    so then the rootfs is bind-mounted at a searchable place under /tmp for
+    the session, and ROOTFS and the base config name that place (/tmp, not
+    /run: the systemd tests run the runtime with a private /run)."""
     global ROOTFS
     built = ROOTFS_DIR
     subprocess.run(["sh", str(REPO / "bundles" / "make-rootfs.sh"), str(built)],
@@ -638,8 +639,9 @@ def rootfs() -> Iterator[Path]:
     if _searchable_by_everyone(built):
         yield built
         return
-    exposed = Path(f"/run/ocipy-spec-rootfs-{os.getpid()}")
-    exposed.mkdir(mode=0o755)
+    exposed = Path(f"/tmp/ocipy-spec-rootfs-{os.getpid()}")
+    exposed.mkdir()
+    exposed.chmod(0o755)  # whatever the umask
     try:
         subprocess.run(["mount", "--bind", str(built), str(exposed)], check=True, timeout=60)
         ROOTFS = exposed
