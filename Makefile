@@ -12,7 +12,8 @@ OCIPY   := $(VENV)/bin/ocipy
 STAMP   := .make
 
 # Debian packages: the build (compiler, headers incl. the static libc for
-# ocipy-init, libseccomp), the example
+# ocipy-init, libseccomp; musl-tools, which ocipy-init and the front-end are
+# linked with: tools/cc-static), the example
 # rootfs (busybox-static), the upstream runtime-spec schema the schema test
 # cross-checks against, runc (the reference some tests compare with),
 # iproute2 for network-namespace tests, strace for the front-end's tests,
@@ -21,7 +22,8 @@ STAMP   := .make
 # privately by the tests: the install must not start system daemons).
 APT_PACKAGES := gcc libc6-dev make pkg-config python3 python3-venv python3-dev libseccomp-dev \
                 busybox-static golang-github-opencontainers-specs-dev runc iproute2 procps \
-                strace systemd dbus-daemon libglib2.0-bin containerd podman conmon docker.io
+                strace systemd dbus-daemon libglib2.0-bin containerd podman conmon docker.io \
+                musl-tools
 PIP_PACKAGES := "cython>=3.0" "setuptools>=64" wheel "jsonschema>=4" "attrs>=22" \
                 "pytest>=7" "hypothesis>=6"
 
@@ -76,10 +78,11 @@ $(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
 # to the Python launcher, .venv/bin/ocipy-py.  It is built after pip, which
 # writes a console script of its own at .venv/bin/ocipy.
 $(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) setup.py pyproject.toml \
-                src/ocipy/launcher.py
+                src/ocipy/launcher.py tools/cc-static
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -m ocipy.launcher $(VENV)/bin/ocipy-py
-	gcc -O2 -Wall -DLAUNCHER='"$(abspath $(VENV)/bin/ocipy-py)"' -o $(OCIPY).tmp src/ocipy/_native/frontend.c
+	OCIPY_CC_GLIBC=dynamic tools/cc-static $(OCIPY).tmp -O2 -Wall \
+	    -DLAUNCHER='"$(abspath $(VENV)/bin/ocipy-py)"' src/ocipy/_native/frontend.c
 	mv -f $(OCIPY).tmp $(OCIPY)
 	@touch $@
 

@@ -56,10 +56,12 @@ class build_ext_with_init(build_ext):
         newest = max(os.path.getmtime(f) for f in sources + headers)
         if not os.path.exists(INIT_BINARY) or os.path.getmtime(INIT_BINARY) < newest:
             os.makedirs(os.path.dirname(INIT_BINARY), exist_ok=True)
+            # static, with musl where it is installed (tools/cc-static says why)
             subprocess.check_call(
-                ["gcc", "-Os", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE",
-                 "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections", "-static", "-s",
-                 "-I", os.path.join(HERE, NATIVE), "-o", INIT_BINARY + ".tmp"] + sources)
+                [os.path.join(HERE, "tools", "cc-static"), INIT_BINARY + ".tmp",
+                 "-Os", "-Wall", "-Wno-unused-function", "-D_GNU_SOURCE",
+                 "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections",
+                 "-I", os.path.join(HERE, NATIVE)] + sources)
             os.replace(INIT_BINARY + ".tmp", INIT_BINARY)
         super().run()
 

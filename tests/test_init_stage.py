@@ -64,3 +64,36 @@ def test_a_plan_it_cannot_read_is_refused(image, blob):
         os.close(fd)
     assert proc.returncode == 127
     assert proc.stderr == "ocipy-init: the plan from ocipy is unreadable\n"
+
+
+@pytest.mark.parametrize("libc", ["musl", "glibc"])
+def test_it_builds_on_either_libc_and_refuses_to_run_alone(libc, tmp_path):
+    """setup.py links it with musl where musl-tools is installed (small and
+    quick to start), else with glibc: both builds must compile cleanly and
+    behave alike."""
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    native = repo / "src" / "ocipy" / "_native"
+    if libc == "musl" and shutil.which("musl-gcc") is None:
+        pytest.fail("musl-gcc is missing: make setup installs musl-tools")
+    env = dict(os.environ, **({"OCIPY_NO_MUSL": "1"} if libc == "glibc" else {}))
+    out = tmp_path / "ocipy-init"
+    subprocess.run([str(repo / "tools" / "cc-static"), str(out), "-Os", "-Wall", "-Werror",
+                    "-Wno-unused-function", "-D_GNU_SOURCE", "-I", str(native),
+                    str(native / "init.c"), str(native / "child.c")],
+                   check=True, timeout=120, env=env, capture_output=True)
+    assert b"ld-linux" not in out.read_bytes()[:4096]
+    proc = subprocess.run([str(out)], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 127
+    assert proc.stderr == "ocipy-init: ocipy's container init stage; not a program to run\n"
+
+
+def test_the_embedded_image_is_the_small_musl_build(image):
+    # the parent copies it into a memfd for every container process
+    import shutil
+
+    if shutil.which("musl-gcc") is None:
+        pytest.fail("musl-gcc is missing: make setup installs musl-tools")
+    assert os.fstat(image).st_size < 128 * 1024

@@ -30,6 +30,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#ifndef STATX_BASIC_STATS
+#include <linux/stat.h> /* struct statx where libc has none (musl) */
+#endif
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -794,7 +797,8 @@ static int is_mount_root(const char *dir)
 {
     struct statx stx;
 
-    if (statx(AT_FDCWD, dir, AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &stx) < 0)
+    /* the raw call: musl (the static build, setup.py) has no statx() */
+    if (syscall(SYS_statx, AT_FDCWD, dir, AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &stx) < 0)
         return 0;
     return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)
         && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
