@@ -405,11 +405,66 @@ def test_delete_of_a_running_container_without_force_fails_like_python(cli):
     assert cli.status("c1") == "running"
 
 
-def test_delete_force_of_a_running_container_is_handed_to_python(cli):
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie waiting for its reaper (us)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
+def _container_pids(cgroup_dirs: list[str]) -> list[int]:
+    leaf = next(d for d in cgroup_dirs if os.path.exists(os.path.join(d, "cgroup.procs")))
+    return [int(p) for p in Path(leaf, "cgroup.procs").read_text().split()]
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["created", "running"])
+def test_delete_force_kills_a_container_with_its_own_pid_namespace_without_python(
+        cli, tmp_path, started):
+    # the init and a process it forked: both die with the pid namespace
+    pid = cli.create("c1", config(["sh", "-c", "sleep 1000 & exec sleep 1001"]))
+    cgroups = fast_lines(cli, "c1")["cgroup"].split()
+    if started:
+        assert cli("start", "c1").returncode == 0
+        wait_for(lambda: len(_container_pids(cgroups)) == 2, "the container's two processes")
+    pids = _container_pids(cgroups)
+    assert pid in pids
+    proc, calls = execs(cli, tmp_path, "delete", "--force", "c1")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+    assert len(calls) == 1  # no Python
+    assert all(_gone(p) for p in pids)
+    assert not (cli.root / "c1").exists()
+    assert [d for d in cgroups if os.path.exists(d)] == []
+
+
+def test_delete_force_of_a_paused_container_is_handed_to_python(cli, tmp_path):
     cli.create("c1", config(SLEEPER))
     assert cli("start", "c1").returncode == 0
-    assert cli("delete", "-force", "c1").returncode == 0
+    assert cli("pause", "c1").returncode == 0
+    proc, calls = execs(cli, tmp_path, "delete", "-force", "c1")
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls) == 2  # Python thaws it so that SIGKILL is delivered
     assert not (cli.root / "c1").exists()
+
+
+def test_delete_force_without_a_pid_namespace_is_handed_to_python(cli, tmp_path):
+    # the init's death does not end its children: Python kills the cgroup's
+    # every process
+    cfg = config(["sh", "-c", "sleep 1000 & exec sleep 1001"])
+    cfg["linux"]["namespaces"] = [{"type": t} for t in ("mount", "ipc", "uts")]
+    pid = cli.create("c1", cfg)
+    cgroups = fast_lines(cli, "c1")["cgroup"].split()
+    assert cli("start", "c1").returncode == 0
+    wait_for(lambda: len(_container_pids(cgroups)) == 2, "the container's two processes")
+    pids = _container_pids(cgroups)
+    assert pid in pids
+    proc, calls = execs(cli, tmp_path, "delete", "-f", "c1")
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls) == 2
+    assert all(_gone(p) for p in pids)
+    assert not (cli.root / "c1").exists()
+    assert [d for d in cgroups if os.path.exists(d)] == []
 
 
 # ---------------------------------------------------------- the hand-over

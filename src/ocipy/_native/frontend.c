@@ -15,7 +15,7 @@
  * Plain C, no allocation: small static buffers, every fd close-on-exec so
  * nothing leaks into the launcher.
  *
- * Build: gcc -O2 -Wall -DLAUNCHER='"/abs/path/ocipy-py"' -o ocipy frontend.c
+ * Build: tools/cc-static ocipy -O2 -Wall -DLAUNCHER='"/abs/path/ocipy-py"' frontend.c
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -50,6 +50,7 @@
 
 #define DEFAULT_ROOT "/run/ocipy" /* state.DEFAULT_ROOT */
 #define POLL_MS 100               /* container._POLL_MS */
+#define KILL_WAIT_MS 10000        /* container._KILL_WAIT_S */
 #define FAST_MAGIC "ocipy-fast 1"
 #define SIGRTMIN_GLIBC 34 /* signals.SIGRTMIN: glibc keeps 32 and 33 for NPTL */
 #define SIGRTMAX_KERNEL 64
@@ -852,15 +853,86 @@ static void remove_cgroups(char *line)
     }
 }
 
-/* container.delete of a stopped container, then _remove_dir */
-static int do_delete(int dirfd, const char *path, const struct fast *f)
+/* 1 when the init is the first process of a pid namespace of its own
+ * (NSpid in /proc/<pid>/status ends in 1, after our pid for it): killing it
+ * kills every process of that namespace, and the kernel reaps them all
+ * before the init itself becomes a zombie. */
+static int init_owns_pid_namespace(const struct fast *f)
+{
+    char path[64], buf[4096], *line, *last;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%ld/status", f->pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read_retry(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    line = strstr(buf, "\nNSpid:");
+    if (!line)
+        return 0;
+    line += 8;
+    line[strcspn(line, "\n")] = '\0';
+    while (*line == '\t' || *line == ' ')
+        line++;
+    last = strrchr(line, '\t');
+    return last && last > line && !strcmp(last + 1, "1");
+}
+
+/* container.delete --force of a created or running container, the common
+ * case only: the init heads a pid namespace of its own, so SIGKILL to it
+ * ends the whole container.  It goes through a pidfd opened before the
+ * start time is checked again (a recycled pid never gets it), and the
+ * pidfd says when the init has exited.  Anything else -- a paused
+ * container, no pid namespace of its own (Python kills every process in
+ * the cgroup), an init that does not die within _KILL_WAIT_S -- is
+ * Python's, as are the leftovers the stopped path finds. */
+static void kill_for_delete(int dirfd, const struct fast *f)
+{
+    enum status status = container_status(dirfd, f);
+    struct pollfd pfd;
+    int pidfd, rc;
+
+    if (status != CREATED && status != RUNNING)
+        hand_over();
+    if (!init_owns_pid_namespace(f))
+        hand_over();
+    pidfd = (int)syscall(SYS_pidfd_open, (pid_t)f->pid, 0);
+    if (pidfd < 0)
+        hand_over();
+    if (init_alive(f) != 1 || syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) < 0) {
+        close(pidfd);
+        hand_over();
+    }
+    pfd.fd = pidfd;
+    pfd.events = POLLIN;
+    do
+        rc = poll(&pfd, 1, KILL_WAIT_MS);
+    while (rc < 0 && errno == EINTR);
+    close(pidfd);
+    if (rc <= 0)
+        hand_over();
+}
+
+/* container.delete of a stopped container (or, with --force, one killed
+ * by kill_for_delete first), then _remove_dir */
+static int do_delete(int dirfd, const char *path, const struct fast *f, int force)
 {
     static char dents[32768];
 
     if (f->python)
         hand_over(); /* hooks, or a host mount tree to detach */
-    if (container_status(dirfd, f) != STOPPED)
-        hand_over(); /* with --force Python kills it; without, it refuses */
+    if (container_status(dirfd, f) != STOPPED) {
+        if (!force)
+            hand_over(); /* Python refuses, in its words */
+        kill_for_delete(dirfd, f);
+        if (container_status(dirfd, f) != STOPPED)
+            hand_over();
+    }
     remove_cgroups(f->cgroup);
     /* state.json first: from now on every reader says "does not exist" */
     if (unlinkat(dirfd, "state.json", 0) < 0 && errno != ENOENT)
@@ -941,5 +1013,5 @@ int main(int argc, char **argv)
         return do_kill(dirfd, &f, sig);
     if (!strcmp(cl.command, "start"))
         return do_start(dirfd, &f);
-    return do_delete(dirfd, path, &f);
+    return do_delete(dirfd, path, &f, cl.force);
 }
