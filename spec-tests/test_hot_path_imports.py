@@ -1,0 +1,100 @@
+"""What the Python side imports on the hot path (issue 6).
+
+Every `create`, `run` and `exec` pays for each module it imports, and one
+careless import pulls in others: `array` imports `collections` (about 3 ms,
+which every foreground `run` once paid).  These run real containers with the
+interpreter's `-X importtime` report and allow, beyond the interpreter's own
+start-up modules and ocipy's, only the small C modules the hot path needs.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ocipy_only
+
+LAUNCHER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ocipy-py"
+# os (frozen, with what it imports), and builtin or tiny modules: fd flags,
+# errno names, a poll, the signal forwarding and the
+# socketpair of `run`, JSON in C
+ALLOWED = {"os", "posixpath", "genericpath", "stat", "_stat", "_collections_abc",
+           "__future__", "_json", "_signal", "_socket", "errno", "fcntl", "select",
+           "time", "_thread"}
+
+
+def _imported(report: str) -> set[str]:
+    names = set()
+    for line in report.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "imported package":
+                names.add(name)
+    return names
+
+
+def _interpreter_start_up(tmp: Path) -> set[str]:
+    """What the interpreter imports before a script's first line, as for the
+    launcher (a script, not -c: the two differ)."""
+    script = tmp / "empty.py"
+    script.write_text("")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-I", "-S", str(script)],
+                          capture_output=True, text=True, timeout=20, check=True)
+    return _imported(proc.stderr)
+
+
+@pytest.fixture
+def traced(tmp_path: Path, runtime):
+    """The runtime run as `python -X importtime` on the launcher, its report
+    (stderr, where a created init's stderr goes too) appended to a file."""
+    if not LAUNCHER.exists():
+        pytest.fail("no Python launcher: run make setup")
+    report = tmp_path / "imports"
+    wrapper = tmp_path / "ocipy-traced"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -X importtime -I -S {LAUNCHER} "
+                       f"\"$@\" 2>>{report}\n")
+    wrapper.chmod(0o755)
+    traced_rt = type(runtime)(str(wrapper), runtime.root, tmp_path / "traced-io")
+    return traced_rt, report
+
+
+def _unexpected(report: Path) -> set[str]:
+    imported = _imported(report.read_text())
+    ours = {m for m in imported if m == "ocipy" or m.startswith("ocipy.")}
+    assert "ocipy.container" in ours, "the report names no ocipy module"
+    return imported - ours - _interpreter_start_up(report.parent) - ALLOWED
+
+
+def test_create_imports_only_what_it_needs(traced, runtime, bundle):
+    traced_rt, report = traced
+    bundle.args = ["sleep", "1000"]
+    cid = runtime.new_id("imports")
+    bundle.write()
+    traced_rt.cmd("create", "--bundle", bundle.path, cid, check=True)
+    assert _unexpected(report) == set()
+    runtime.cmd("delete", "--force", cid, check=True)
+
+
+def test_a_foreground_run_imports_only_what_it_needs(traced, runtime, bundle):
+    traced_rt, report = traced
+    bundle.args = ["true"]
+    bundle.write()
+    proc = traced_rt.cmd("run", "--bundle", bundle.path, runtime.new_id("imports"))
+    assert proc.returncode == 0, proc.stderr
+    assert _unexpected(report) == set()
+
+
+def test_exec_imports_only_what_it_needs(traced, runtime, bundle):
+    traced_rt, report = traced
+    bundle.args = ["sleep", "1000"]
+    bundle.write()
+    cid = runtime.new_id("imports")
+    runtime.cmd("run", "-d", "--bundle", bundle.path, cid, check=True)
+    proc = traced_rt.cmd("exec", cid, "true")
+    assert proc.returncode == 0, proc.stderr
+    assert _unexpected(report) == set()
+    runtime.cmd("delete", "--force", cid, check=True)
+    assert not os.path.exists(runtime.root / cid)
