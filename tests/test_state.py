@@ -40,6 +40,31 @@ def test_state_dir_is_private_and_state_file_is_written_atomically(tmp_path):
     assert st.load(str(tmp_path / "root"), "c1")[1] == {"a": 2}
 
 
+def test_the_front_ends_files_appear_before_their_gate_and_are_replaced_atomically(
+        tmp_path, monkeypatch):
+    # the front-end reads state.<status> only once `fast` exists: the first
+    # save writes them in place before renaming `fast` into place; a later
+    # save replaces every file by rename
+    path = st.make_dir(str(tmp_path / "root"), "c1", record(0, 0, status="creating"))
+    writes = []
+    real_new, real_atomic = st._write_new, st._write_atomic
+    monkeypatch.setattr(st, "_write_new",
+                        lambda p, name, data: (writes.append(("new", name)),
+                                               real_new(p, name, data)))
+    monkeypatch.setattr(st, "_write_atomic",
+                        lambda p, name, data: (writes.append(("rename", name)),
+                                               real_atomic(p, name, data)))
+    created = record(os.getpid(), start_of(os.getpid()))
+    st.save(path, created)
+    assert writes == [("new", f"state.{s}") for s in st.FAST_STATUSES] + [
+        ("rename", st.FAST_FILE), ("rename", st.STATE_FILE)]
+    writes.clear()
+    st.save(path, created)
+    assert writes == [("rename", f"state.{s}") for s in st.FAST_STATUSES] + [
+        ("rename", st.FAST_FILE), ("rename", st.STATE_FILE)]
+    assert not [n for n in os.listdir(path) if n.startswith(".")]  # no temp file left
+
+
 def test_an_id_in_use_is_refused(tmp_path):
     st.make_dir(str(tmp_path), "c1", {"a": 1})
     with pytest.raises(OcipyError, match="container with id exists: c1"):

@@ -110,6 +110,10 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
             "creator": [os.getpid(), (st.proc_start_time(os.getpid()) or (0,))[0]],
         },
     }
+    if not linux.get("cgroupsPath"):
+        # /ocipy/<id> is this id's alone: if create is killed while it makes
+        # the dirs, delete removes whatever of them exists
+        record["ocipy"]["cgroup_pending"] = cgroup.to_state()
     # the dir appears with its state.json (rename into place): a create
     # killed at any point leaves no dir without a state
     t = log.clock()
@@ -151,11 +155,6 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
         # the container's cgroup exists before its first process: the child
         # is put there between clone and its go-ahead, so all it allocates
         # is accounted (and a cgroup namespace is rooted there)
-        if not linux.get("cgroupsPath"):
-            # /ocipy/<id> is this id's alone: if create is killed while it
-            # makes the dirs, delete removes whatever of them exists
-            record["ocipy"]["cgroup_pending"] = cgroup.to_state()
-            st.save(path, record)
         t = log.clock()
         cgroup.create(linux.get("resources"))
         cgroup_made = True
