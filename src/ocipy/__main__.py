@@ -10,8 +10,7 @@ def main() -> None:
     (state files, the log) except stdout/stderr, which are flushed here.
     An exception other than SystemExit takes the normal path (traceback).
     """
-    import os
-
+    from ocipy import _os as os  # os without importing os (see _os.py)
     from ocipy.cli import main as cli_main
 
     try:

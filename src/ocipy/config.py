@@ -21,7 +21,7 @@ imported (about 50 ms together), to word the error exactly as before.
 from __future__ import annotations
 
 import errno
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 from . import _fastjson
 from .errors import ConfigError
@@ -60,7 +60,7 @@ MAX_CONFIG_BYTES = 16 << 20
 def _read_regular_file(path: str) -> bytes:
     """A config.json that is a fifo or a device would block or never end:
     open without blocking, insist on a regular file, read a bounded size."""
-    import stat
+    import _stat as stat  # the C module stat.py re-exports
 
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:

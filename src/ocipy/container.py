@@ -7,7 +7,7 @@ so `ocipy state` or `ocipy kill` pay for json and the state module only.
 """
 from __future__ import annotations
 
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 from ocipy import state as st
 from ocipy.errors import ContainerNotFound, ContainerNotRunning, OcipyError

@@ -8,7 +8,7 @@ non-zero exit or a timeout is a failure.
 """
 from __future__ import annotations
 
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 from ocipy._fastjson import dumps
 

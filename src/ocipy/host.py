@@ -4,7 +4,7 @@ Each probe reads one small file; nothing here changes the system.
 """
 from __future__ import annotations
 
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 

@@ -9,7 +9,7 @@ from the config and the cause.
 from __future__ import annotations
 
 import errno
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 from ocipy.errors import ConfigError, OcipyError
 

@@ -6,7 +6,7 @@ nothing is written (errors still go to stderr).
 """
 from __future__ import annotations
 
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 import time
 
 from ocipy._fastjson import dumps

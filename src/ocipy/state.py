@@ -12,7 +12,7 @@ files 0600.
 from __future__ import annotations
 
 import errno as _errno
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 from ocipy import _fastjson
 

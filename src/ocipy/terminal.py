@@ -8,7 +8,7 @@ passed on to the pty.
 from __future__ import annotations
 
 import errno
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 import select
 import signal
 

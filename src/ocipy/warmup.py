@@ -17,7 +17,7 @@ means no head start.
 """
 from __future__ import annotations
 
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 
 # the default parent in a v1 hierarchy whose cgroup constrains a thread in
@@ -165,7 +165,7 @@ _PEEK_LIMIT = 1 << 20
 def _peek(path: str) -> bytes | None:
     """A regular file's bytes, if small: never block on a fifo or read a
     device (config.py refuses both with a proper error later)."""
-    import stat
+    import _stat as stat  # the C module stat.py re-exports
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)

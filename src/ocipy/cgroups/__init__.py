@@ -13,7 +13,7 @@ flags.py (`update` flags).
 """
 from __future__ import annotations
 
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 from ocipy.cgroups import paths
 from ocipy.cgroups.manager import Manager

@@ -8,7 +8,7 @@ knows the JSON path the value came from.
 from __future__ import annotations
 
 import errno
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 import time
 
 MAX_U64 = (1 << 64) - 1

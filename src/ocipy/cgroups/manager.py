@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import errno
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 import time
 
 from ocipy.cgroups import devices, files

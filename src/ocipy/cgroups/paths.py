@@ -14,8 +14,7 @@ path).  Everything here takes the text of /proc/self/cgroup and
 """
 from __future__ import annotations
 
-import os
-import posixpath
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 from ocipy._record import record
 from ocipy.errors import ConfigError
@@ -79,7 +78,7 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
 def clean(path: str) -> str:
     """runc's CleanPath for cgroups: absolute, normalized, ``..`` stops at ``/``."""
     # POSIX lets normpath keep a leading "//": strip to one
-    return "/" + posixpath.normpath("/" + path).lstrip("/")
+    return "/" + os.path.normpath("/" + path).lstrip("/")
 
 
 def container_path(cgroups_path: str | None, container_id: str) -> tuple[str, bool]:
@@ -158,11 +157,11 @@ def _under_caller(mount: Mount, own: str | None, key: str) -> str:
         raise ConfigError("linux.cgroupsPath",
                           f"a relative path needs the caller's cgroup, but /proc/self/cgroup "
                           f"has no {'cgroup v2' if key == '' else key} entry")
-    rel = posixpath.relpath(clean(own), clean(mount.root))
+    rel = os.path.relpath(clean(own), clean(mount.root))
     if rel == "." or rel.startswith(".."):
         # the caller's cgroup is the mount's root or outside what the mount shows
         return mount.mountpoint
-    return posixpath.join(mount.mountpoint, rel)
+    return os.path.join(mount.mountpoint, rel)
 
 
 def v1_dirs(mounts: list[Mount], own: dict[str, str], inner: str, absolute: bool
@@ -185,7 +184,7 @@ def v1_dirs(mounts: list[Mount], own: dict[str, str], inner: str, absolute: bool
                 continue
         base = mount.mountpoint if absolute else _under_caller(mount, own.get(keys[0]), keys[0])
         for key in keys:
-            dirs[key] = posixpath.join(base, inner.lstrip("/"))
+            dirs[key] = os.path.join(base, inner.lstrip("/"))
     return dirs
 
 
@@ -193,7 +192,7 @@ def v2_dir(mountpoint: str, mount_root: str, own: dict[str, str], inner: str, ab
            ) -> str:
     mount = Mount(mountpoint, mount_root, "cgroup2", ())
     base = mountpoint if absolute else _under_caller(mount, own.get(""), "")
-    return posixpath.join(base, inner.lstrip("/"))
+    return os.path.join(base, inner.lstrip("/"))
 
 
 def read_proc(name: str) -> str:

@@ -10,7 +10,7 @@ directory.
 from __future__ import annotations
 
 import errno
-import os
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 from ocipy.cgroups import devices, files
 from ocipy.cgroups.manager import Manager, wait_until
