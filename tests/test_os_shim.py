@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ocipy import _os
 

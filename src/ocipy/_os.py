@@ -9,11 +9,21 @@ tree helpers the hot path calls, written for str and PathLike paths as
 `posixpath` behaves for them.  The hot-path modules import it as `os`;
 spec-tests/test_hot_path_imports.py checks that `os` stays out.
 """
-from posix import *  # noqa: F401,F403  (open, read, stat, O_*, W*, kill, ...)
-from posix import _exit, environ as _environ_bytes, fspath, lstat, readlink, scandir, stat
-from posix import close as _close, open as _open, O_CLOEXEC as _O_CLOEXEC, O_PATH as _O_PATH
-
 import _stat
+from posix import *  # open, read, stat, O_*, W*, kill, getcwd, mkdir, unsetenv, ...
+from posix import O_CLOEXEC as _O_CLOEXEC
+from posix import O_PATH as _O_PATH
+from posix import (
+    _exit,  # noqa: F401 (re-exported: os._exit; * skips _names)
+    fspath,
+    lstat,
+    readlink,
+    scandir,
+    stat,
+)
+from posix import close as _close
+from posix import environ as _environ_bytes
+from posix import open as _open
 
 sep = "/"
 error = OSError
@@ -77,7 +87,7 @@ class path:
     def abspath(p) -> str:
         p = fspath(p)
         if not p.startswith("/"):
-            p = path.join(getcwd(), p)  # noqa: F405 (posix.getcwd)
+            p = path.join(getcwd(), p)
         return path.normpath(p)
 
     @staticmethod
@@ -149,7 +159,7 @@ def makedirs(name, mode: int = 0o777, exist_ok: bool = False) -> None:
         except FileExistsError:
             pass  # made meanwhile
     try:
-        mkdir(name, mode)  # noqa: F405 (posix.mkdir)
+        mkdir(name, mode)
     except OSError:
         if not exist_ok or not path.isdir(name):
             raise
@@ -207,7 +217,7 @@ class _Environ:
         value = _environ_bytes.pop(raw, None)
         if value is None:
             return default
-        unsetenv(raw)  # noqa: F405 (posix.unsetenv)
+        unsetenv(raw)
         return value.decode("utf-8", "surrogateescape")
 
 

@@ -21,9 +21,9 @@ imported (about 50 ms together), to word the error exactly as before.
 from __future__ import annotations
 
 import errno
-from ocipy import _os as os  # os without importing os (see _os.py)
 
 from . import _fastjson
+from . import _os as os  # os without importing os (see _os.py)
 from .errors import ConfigError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing

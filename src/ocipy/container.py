@@ -8,7 +8,6 @@ so `ocipy state` or `ocipy kill` pay for json and the state module only.
 from __future__ import annotations
 
 from ocipy import _os as os  # os without importing os (see _os.py)
-
 from ocipy import state as st
 from ocipy.errors import ContainerNotFound, ContainerNotRunning, OcipyError
 

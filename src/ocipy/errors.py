@@ -8,6 +8,7 @@ the ``msg`` the containerd shim reports.
 from __future__ import annotations
 
 import errno as _errno
+
 from ocipy import _os as os  # os without importing os (see _os.py)
 
 

@@ -9,7 +9,6 @@ non-zero exit or a timeout is a failure.
 from __future__ import annotations
 
 from ocipy import _os as os  # os without importing os (see _os.py)
-
 from ocipy._fastjson import dumps
 
 from ocipy.errors import OcipyError

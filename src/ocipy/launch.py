@@ -9,8 +9,8 @@ from the config and the cause.
 from __future__ import annotations
 
 import errno
-from ocipy import _os as os  # os without importing os (see _os.py)
 
+from ocipy import _os as os  # os without importing os (see _os.py)
 from ocipy.errors import ConfigError, OcipyError
 
 MSG_USERNS, MSG_READY, MSG_ERROR, MSG_HOOKS, MSG_TRACE = 1, 2, 3, 4, 5

@@ -6,9 +6,9 @@ nothing is written (errors still go to stderr).
 """
 from __future__ import annotations
 
-from ocipy import _os as os  # os without importing os (see _os.py)
 import time
 
+from ocipy import _os as os  # os without importing os (see _os.py)
 from ocipy._fastjson import dumps
 
 

@@ -16,9 +16,9 @@ are read by ``ocipy._native.spawn.spawn`` (see child.h for their meaning):
 """
 from __future__ import annotations
 
-from ocipy import _os as os  # os without importing os (see _os.py)
 import _stat as stat  # the C module stat.py re-exports: no stat.py import
 
+from ocipy import _os as os  # os without importing os (see _os.py)
 from ocipy import mountopts as mo
 from ocipy.errors import ConfigError, OcipyError
 

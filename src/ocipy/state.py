@@ -12,10 +12,9 @@ files 0600.
 from __future__ import annotations
 
 import errno as _errno
-from ocipy import _os as os  # os without importing os (see _os.py)
 
 from ocipy import _fastjson
-
+from ocipy import _os as os  # os without importing os (see _os.py)
 from ocipy.errors import ContainerNotFound, OcipyError
 
 DEFAULT_ROOT = "/run/ocipy"

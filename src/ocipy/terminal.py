@@ -8,9 +8,10 @@ passed on to the pty.
 from __future__ import annotations
 
 import errno
-from ocipy import _os as os  # os without importing os (see _os.py)
 import select
 import signal
+
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 
 def _copy_winsize(src: int, dst: int) -> None:

@@ -14,7 +14,6 @@ flags.py (`update` flags).
 from __future__ import annotations
 
 from ocipy import _os as os  # os without importing os (see _os.py)
-
 from ocipy.cgroups import paths
 from ocipy.cgroups.manager import Manager
 from ocipy.errors import OcipyError

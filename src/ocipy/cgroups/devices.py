@@ -23,8 +23,8 @@ per-bit "last match wins" rule above.
 from __future__ import annotations
 
 import errno
-from ocipy import _os as os  # os without importing os (see _os.py)
 
+from ocipy import _os as os  # os without importing os (see _os.py)
 from ocipy._record import record
 from ocipy.errors import ConfigError, OcipyError
 

@@ -8,8 +8,9 @@ knows the JSON path the value came from.
 from __future__ import annotations
 
 import errno
-from ocipy import _os as os  # os without importing os (see _os.py)
 import time
+
+from ocipy import _os as os  # os without importing os (see _os.py)
 
 MAX_U64 = (1 << 64) - 1
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import abc
 import errno
-from ocipy import _os as os  # os without importing os (see _os.py)
 import time
 
+from ocipy import _os as os  # os without importing os (see _os.py)
 from ocipy.cgroups import devices, files
 from ocipy.cgroups import resources as res
 from ocipy.errors import ConfigError, OcipyError

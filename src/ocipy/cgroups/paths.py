@@ -15,7 +15,6 @@ path).  Everything here takes the text of /proc/self/cgroup and
 from __future__ import annotations
 
 from ocipy import _os as os  # os without importing os (see _os.py)
-
 from ocipy._record import record
 from ocipy.errors import ConfigError
 

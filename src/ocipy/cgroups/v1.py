@@ -8,8 +8,8 @@ error.
 from __future__ import annotations
 
 import errno
-from ocipy import _os as os  # os without importing os (see _os.py)
 
+from ocipy import _os as os  # os without importing os (see _os.py)
 from ocipy.cgroups import devices, files
 from ocipy.cgroups.manager import Manager, wait_until
 from ocipy.cgroups.resources import Write
