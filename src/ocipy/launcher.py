@@ -14,9 +14,12 @@ import sys
 _TEMPLATE = """#!{python} -IS
 # Written by `python -m ocipy.launcher` (see src/ocipy/launcher.py): -IS (one
 # argument: a shebang passes one) skips the site module; these are the paths it
-# would have added.
+# would have added: ocipy's first, site-packages after the standard library,
+# where site puts them (the hot path imports nothing from site-packages, and
+# its standard-library imports never search there).
 import sys
-sys.path[0:0] = {paths!r}
+sys.path.insert(0, {package_parent!r})
+sys.path.extend({site_packages!r})
 from ocipy.__main__ import main
 main()
 """
@@ -28,11 +31,12 @@ def launcher_source() -> str:
     import ocipy
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(ocipy.__file__)))
-    paths = [package_parent]
+    site_packages = []
     for directory in site.getsitepackages():
-        if directory not in paths and os.path.isdir(directory):
-            paths.append(directory)
-    return _TEMPLATE.format(python=sys.executable, paths=paths)
+        if directory not in (package_parent, *site_packages) and os.path.isdir(directory):
+            site_packages.append(directory)
+    return _TEMPLATE.format(python=sys.executable, package_parent=package_parent,
+                            site_packages=site_packages)
 
 
 def install(path: str) -> None:
