@@ -69,6 +69,31 @@ def test_finish_keeps_a_directory_it_did_not_make(directory):
     assert os.path.isdir(directory)
 
 
+@needs_v1_pids
+@pytest.mark.parametrize("made", [True, False])
+def test_the_front_ends_default_parent_goes_once_empty_whoever_made_it(directory, made):
+    # a failed create whose /ocipy another create had made (or whose delete
+    # ran meanwhile) must not leave it behind
+    os.mkdir(directory)
+    warm = warmup.FrontendWarmup(0, made)
+    warm.directory = directory
+    warm.finish()
+    assert not os.path.isdir(directory)
+
+
+@needs_v1_pids
+def test_the_front_ends_default_parent_stays_while_a_container_lives_there(directory):
+    os.mkdir(directory)
+    os.mkdir(os.path.join(directory, "c1"))
+    warm = warmup.FrontendWarmup(0, True)
+    warm.directory = directory
+    try:
+        warm.finish()
+        assert os.path.isdir(os.path.join(directory, "c1"))
+    finally:
+        os.rmdir(os.path.join(directory, "c1"))
+
+
 def test_no_directory_means_no_thread():
     warm = warmup.start(None)
     warm.stop()

@@ -106,7 +106,7 @@ class FrontendWarmup:
     """The warm-up the front-end started before the interpreter (frontend.c,
     warm_up_cgroups): a child process of ours, by the pid it left in
     OCIPY_WARMUP.  ``stop`` ends and reaps it; ``finish`` also removes the
-    default parent if the front-end made it and nothing else lives there."""
+    default parent when nothing lives there any more."""
 
     def __init__(self, pid: int, made: bool) -> None:
         self.directory = _DEFAULT_PARENT_PIDS
@@ -125,11 +125,15 @@ class FrontendWarmup:
 
     def finish(self) -> None:
         self.stop()
-        if self.made:
-            try:
-                os.rmdir(self.directory)
-            except OSError:
-                pass  # another container's cgroup is there now
+        # whoever made it: the default parent goes once nothing lives there
+        # (container._remove_default_parent's rule).  Otherwise a create that
+        # failed while another one's helper sat in it, or whose delete ran
+        # then, would leave it behind.  A create racing us re-makes it
+        # (files.make_dirs retries on ENOENT).
+        try:
+            os.rmdir(self.directory)
+        except OSError:
+            pass  # a container's cgroup, or a helper, is there
 
 
 def discard_frontend() -> None:
