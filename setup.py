@@ -53,7 +53,9 @@ class build_ext_with_init(build_ext):
     def run(self):
         sources = [os.path.join(HERE, s) for s in INIT_SOURCES]
         headers = [os.path.join(HERE, NATIVE, "child.h")]
-        newest = max(os.path.getmtime(f) for f in sources + headers)
+        # the build script too: how it links (musl or glibc) is part of the binary
+        tools = [os.path.join(HERE, "tools", "cc-static")]
+        newest = max(os.path.getmtime(f) for f in sources + headers + tools)
         if not os.path.exists(INIT_BINARY) or os.path.getmtime(INIT_BINARY) < newest:
             os.makedirs(os.path.dirname(INIT_BINARY), exist_ok=True)
             # static, with musl where it is installed (tools/cc-static says why)

@@ -74,9 +74,7 @@ def frontend(tmp_path_factory) -> str:
 def test_frontend_builds_without_warnings_on_either_libc(libc, tmp_path):
     if libc == "musl" and shutil.which("musl-gcc") is None:
         pytest.fail("musl-gcc is missing: make setup installs musl-tools")
-    env = dict(os.environ, OCIPY_CC_GLIBC="dynamic")
-    if libc == "glibc":
-        env["OCIPY_NO_MUSL"] = "1"
+    env = dict(os.environ, OCIPY_CC_GLIBC="dynamic", OCIPY_CC_LIBC=libc)
     out = tmp_path / "ocipy"
     subprocess.run([str(REPO / "tools" / "cc-static"), str(out), "-O2", "-Wall", "-Werror",
                     f"-DLAUNCHER=\"{LAUNCHER}\"", str(SOURCE)], check=True, timeout=60, env=env)
@@ -394,6 +392,32 @@ def test_delete_keeps_a_cgroup_parent_another_container_uses(cli, tmp_path):
         for directory in made.get("c1", ()):
             if directory.endswith(parent) and os.path.isdir(directory):
                 os.rmdir(directory)  # c1 made it, c1 is gone: nobody else will
+
+
+def test_delete_with_no_cgroup_dir_of_its_own_is_handed_to_python(cli, tmp_path):
+    # a cgroupsPath that already exists in every hierarchy: ocipy made no dir,
+    # the fast file lists none, and only Python looks for leftovers there
+    name = f"ocipy-frontend-{os.getpid()}-{time.monotonic_ns()}"
+    made = []
+    try:
+        for top in sorted(os.listdir("/sys/fs/cgroup")):
+            base = os.path.join("/sys/fs/cgroup", top)
+            if not os.path.islink(base) and os.path.exists(os.path.join(base, "cgroup.procs")):
+                os.mkdir(os.path.join(base, name))
+                made.append(os.path.join(base, name))
+        cfg = config(SLEEPER)
+        cfg["linux"]["cgroupsPath"] = f"/{name}"
+        pid = cli.create("c1", cfg)
+        assert fast_lines(cli, "c1")["cgroup"] == ""
+        stopped(cli, "c1", pid)
+        proc, calls = execs(cli, tmp_path, "delete", "c1")
+        assert (proc.returncode, proc.stderr) == (0, b"")
+        assert len(calls) == 2
+        assert not (cli.root / "c1").exists()
+        assert all(os.path.isdir(d) for d in made)  # not ours to remove
+    finally:
+        for directory in made:
+            os.rmdir(directory)
 
 
 def test_delete_of_a_running_container_without_force_fails_like_python(cli):

@@ -78,7 +78,7 @@ def test_it_builds_on_either_libc_and_refuses_to_run_alone(libc, tmp_path):
     native = repo / "src" / "ocipy" / "_native"
     if libc == "musl" and shutil.which("musl-gcc") is None:
         pytest.fail("musl-gcc is missing: make setup installs musl-tools")
-    env = dict(os.environ, **({"OCIPY_NO_MUSL": "1"} if libc == "glibc" else {}))
+    env = dict(os.environ, OCIPY_CC_LIBC=libc)
     out = tmp_path / "ocipy-init"
     subprocess.run([str(repo / "tools" / "cc-static"), str(out), "-Os", "-Wall", "-Werror",
                     "-Wno-unused-function", "-D_GNU_SOURCE", "-I", str(native),

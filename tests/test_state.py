@@ -43,8 +43,8 @@ def test_state_dir_is_private_and_state_file_is_written_atomically(tmp_path):
 def test_the_front_ends_files_appear_before_their_gate_and_are_replaced_atomically(
         tmp_path, monkeypatch):
     # the front-end reads state.<status> only once `fast` exists: the first
-    # save writes them in place before renaming `fast` into place; a later
-    # save replaces every file by rename
+    # save writes them in place, then state.json, then renames `fast` into
+    # place; a later save replaces every file by rename, state.json last
     path = st.make_dir(str(tmp_path / "root"), "c1", record(0, 0, status="creating"))
     writes = []
     real_new, real_atomic = st._write_new, st._write_atomic
@@ -56,8 +56,10 @@ def test_the_front_ends_files_appear_before_their_gate_and_are_replaced_atomical
                                                real_atomic(p, name, data)))
     created = record(os.getpid(), start_of(os.getpid()))
     st.save(path, created)
+    # state.json before the gate: until it says created, the front-end
+    # hands every call to Python, which knows the container is being created
     assert writes == [("new", f"state.{s}") for s in st.FAST_STATUSES] + [
-        ("rename", st.FAST_FILE), ("rename", st.STATE_FILE)]
+        ("rename", st.STATE_FILE), ("rename", st.FAST_FILE)]
     writes.clear()
     st.save(path, created)
     assert writes == [("rename", f"state.{s}") for s in st.FAST_STATUSES] + [

@@ -70,11 +70,17 @@ def make_dir(root: str, container_id: str, state: dict) -> str:
     return path
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _write_new(path: str, name: str, data: bytes) -> None:
     fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                  0o600)
     try:
-        os.write(fd, data)
+        _write_all(fd, data)
     finally:
         os.close(fd)
 
@@ -83,22 +89,37 @@ def _write_atomic(path: str, name: str, data: bytes) -> None:
     tmp = os.path.join(path, f".{name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, data)
+        _write_all(fd, data)
     finally:
         os.close(fd)
     os.rename(tmp, os.path.join(path, name))
 
 
 def save(path: str, state: dict) -> None:
-    if "ocipy" in state and state.get("status") != "creating":
-        write_fast_files(path, state)
-    _write_atomic(path, STATE_FILE, _fastjson.dumps(state).encode())
+    data = _fastjson.dumps(state).encode()
+    if "ocipy" not in state or state.get("status") == "creating":
+        _write_atomic(path, STATE_FILE, data)
+        return
+    if os.path.exists(os.path.join(path, FAST_FILE)):
+        # a later save, while the front-end may read: every file replaced by
+        # rename, the fast files before state.json
+        _write_status_files(path, state, _write_atomic)
+        _write_atomic(path, FAST_FILE, _fast_text(state))
+        _write_atomic(path, STATE_FILE, data)
+    else:
+        # the first (create): state.<status> in place, as the front-end reads
+        # them only once `fast` is there; then state.json, then `fast`, so the
+        # front-end acts on a container only once state.json has left
+        # `creating` (until then it hands every call to Python, which says
+        # "still being created")
+        _write_status_files(path, state, _write_new)
+        _write_atomic(path, STATE_FILE, data)
+        _write_atomic(path, FAST_FILE, _fast_text(state))
 
 
 # The native front-end (src/ocipy/_native/frontend.c) answers `state`,
 # `kill`, `start` and `delete` without starting Python when it can.  It reads
-# only these files, written before state.json so it never sees a container
-# whose fast files are missing or stale:
+# only these files (see save for the order they are written in):
 #   fast           "ocipy-fast 1\n" then one "key value" per line: pid,
 #                  start (the init's start time), freezer (path or "-"),
 #                  python (1: an operation needs Python, e.g. hooks or a
@@ -112,13 +133,13 @@ START_ERROR_FILE = "start.error"
 FAST_STATUSES = ("created", "running", "paused", "stopped")
 
 
-def write_fast_files(path: str, state: dict) -> None:
-    # the front-end reads state.<status> only once `fast` is there: the
-    # first time (create) they are written in place, before it
-    first = not os.path.exists(os.path.join(path, FAST_FILE))
+def _write_status_files(path: str, state: dict, write) -> None:
     for status_name in FAST_STATUSES:
         doc = _fastjson.dumps(public(state, status_name), indent=4) + "\n"
-        (_write_new if first else _write_atomic)(path, f"state.{status_name}", doc.encode())
+        write(path, f"state.{status_name}", doc.encode())
+
+
+def _fast_text(state: dict) -> bytes:
     info = state["ocipy"]
     # systemd's units are stopped over D-Bus: delete needs Python
     needs_python = bool(state.get("hooks") or info.get("host_mount")
@@ -131,7 +152,7 @@ def write_fast_files(path: str, state: dict) -> None:
         f"python {int(needs_python)}",
         "cgroup " + " ".join(info.get("cgroup_dirs") or ()),
     ]
-    _write_atomic(path, FAST_FILE, ("\n".join(lines) + "\n").encode())
+    return ("\n".join(lines) + "\n").encode()
 
 
 def load(root: str, container_id: str) -> tuple[str, dict]:

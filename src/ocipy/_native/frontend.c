@@ -4,7 +4,7 @@
  * (~9 ms before any work here; runc answers these in ~4 ms).
  *
  * It reads only the files Python pre-renders in the container's state dir
- * (src/ocipy/state.py, FAST_FILE and write_fast_files) and mirrors the
+ * (src/ocipy/state.py, FAST_FILE, _fast_text and save) and mirrors the
  * Python code line by line for the simple cases.  Anything else -- another
  * command, a flag it does not handle, an error, anything unexpected --
  * execv()s the Python launcher with the same argv, so every message, the
@@ -31,7 +31,10 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #ifndef STATX_BASIC_STATS
-#include <linux/stat.h> /* struct statx where libc has none (musl) */
+#include <linux/stat.h> /* struct statx where libc has none (musl < 1.2.5) */
+#endif
+#ifndef STATX_ATTR_MOUNT_ROOT
+#define STATX_ATTR_MOUNT_ROOT 0x2000 /* musl >= 1.2.5 has statx but not its attributes */
 #endif
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -476,7 +479,7 @@ static int parse_signal(const char *text)
 
 /* ---------------------------------------------------------- the fast file */
 
-/* state.write_fast_files: "ocipy-fast 1", then pid, start, freezer (path or
+/* state._fast_text: "ocipy-fast 1", then pid, start, freezer (path or
  * "-"), python (1: the operation needs Python), cgroup (dirs, deepest first,
  * space separated, maybe none). */
 struct fast {
@@ -926,6 +929,8 @@ static int do_delete(int dirfd, const char *path, const struct fast *f, int forc
 
     if (f->python)
         hand_over(); /* hooks, or a host mount tree to detach */
+    if (!f->cgroup[0])
+        hand_over(); /* no cgroup dir of ours: Python looks for leftovers */
     if (container_status(dirfd, f) != STOPPED) {
         if (!force)
             hand_over(); /* Python refuses, in its words */
