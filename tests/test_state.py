@@ -67,6 +67,22 @@ def test_the_front_ends_files_appear_before_their_gate_and_are_replaced_atomical
     assert not [n for n in os.listdir(path) if n.startswith(".")]  # no temp file left
 
 
+def test_stale_temporary_dirs_of_a_killed_create_are_cleared(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    root = tmp_path / "root"
+    stale = root / f"{st.TMP_PREFIX}c1-{dead.pid}"
+    live = root / f"{st.TMP_PREFIX}c1-{os.getpid()}"
+    other = root / f"{st.TMP_PREFIX}c1-x-{dead.pid}"  # the id c1-x, not c1
+    for d in (stale, live, other):
+        d.mkdir(parents=True)
+        (d / "state.json").write_text("{}")
+    st.clear_stale_tmp(str(root), "c1")
+    assert not stale.exists()
+    assert live.exists() and other.exists()
+    st.clear_stale_tmp(str(tmp_path / "missing"), "c1")  # no root: nothing to do
+
+
 def test_an_id_in_use_is_refused(tmp_path):
     st.make_dir(str(tmp_path), "c1", {"a": 1})
     with pytest.raises(OcipyError, match="container with id exists: c1"):

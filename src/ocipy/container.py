@@ -576,6 +576,7 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
             if os.path.isdir(orphan) and not os.path.exists(os.path.join(orphan,
                                                                          st.STATE_FILE)):
                 _remove_dir(orphan)
+            st.clear_stale_tmp(root, container_id)
             return
         raise
     status = st.status(path, record)

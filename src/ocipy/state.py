@@ -70,6 +70,35 @@ def make_dir(root: str, container_id: str, state: dict) -> str:
     return path
 
 
+def clear_stale_tmp(root: str, container_id: str) -> None:
+    """Remove what a create of this id left when it was killed between
+    make_dir's mkdir and rename: `.tmp-<id>-<pid>` dirs whose creator is gone
+    (a live pid, the creator or not, keeps its dir)."""
+    prefix = f"{TMP_PREFIX}{container_id}-"
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # EPERM: it lives
+        tmp = os.path.join(root, name)
+        try:
+            for entry in os.listdir(tmp):
+                os.unlink(os.path.join(tmp, entry))
+            os.rmdir(tmp)
+        except FileNotFoundError:
+            pass  # a concurrent delete got there first
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
