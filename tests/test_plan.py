@@ -53,22 +53,13 @@ def with_namespaces(*kinds, **paths) -> dict:
         {"namespaces": entries})
 
 
-def test_new_namespaces_are_made_by_clone_and_by_the_child_at_once(bundle):
+def test_new_namespaces_are_created_by_clone_itself(bundle):
     plan = make(config(), bundle)
-    # a pid namespace only by clone; the rest the child unshares while the
-    # parent places it in its cgroups
-    assert plan["clone_flags"] == pl.CLONE_NEWPID
-    assert plan["early_unshare_flags"] == pl.CLONE_NEWNS | pl.CLONE_NEWUTS | pl.CLONE_NEWIPC
+    assert plan["clone_flags"] == pl.CLONE_NEWPID | pl.CLONE_NEWNS | pl.CLONE_NEWUTS \
+        | pl.CLONE_NEWIPC
     assert plan["unshare_flags"] == 0
     assert not plan["fork_after_ns"]
     assert plan["joins"] == []
-
-
-def test_a_new_user_namespace_is_made_by_clone_with_everything_it_owns(bundle):
-    plan = make(with_namespaces("user", "mount", "network", "pid"), bundle)
-    assert plan["clone_flags"] == pl.CLONE_NEWUSER | pl.CLONE_NEWNS | pl.CLONE_NEWNET \
-        | pl.CLONE_NEWPID
-    assert plan["early_unshare_flags"] == 0
 
 
 def test_a_cgroup_namespace_is_unshared_after_the_cgroup_placement(bundle):
@@ -145,8 +136,7 @@ def test_every_namespace_is_created_exactly_once_or_joined(tmp_path_factory, new
     for kind in new:
         flags_new |= pl.NAMESPACE_FLAGS[kind]
     assert plan["clone_flags"] & plan["unshare_flags"] == 0
-    assert plan["early_unshare_flags"] & (plan["clone_flags"] | plan["unshare_flags"]) == 0
-    created = plan["clone_flags"] | plan["unshare_flags"] | plan["early_unshare_flags"] \
+    created = plan["clone_flags"] | plan["unshare_flags"] \
         | (pl.CLONE_NEWCGROUP if plan["new_cgroupns"] else 0)
     assert created == flags_new
     assert {j[1] for j in plan["joins"]} == {pl.NAMESPACE_FLAGS[k] for k in joined}
@@ -156,9 +146,7 @@ def test_every_namespace_is_created_exactly_once_or_joined(tmp_path_factory, new
                                                                   | pl.CLONE_NEWTIME))
     assert plan["fork_after_ns"] == needs_fork
     if joined:  # joins come first, so nothing may be created by clone
-        assert plan["clone_flags"] == plan["early_unshare_flags"] == 0
-    if "user" in new:  # it owns every other namespace: nothing before it
-        assert plan["early_unshare_flags"] == 0
+        assert plan["clone_flags"] == 0
 
 
 def test_hostname_needs_a_uts_namespace(bundle):

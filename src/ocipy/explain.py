@@ -57,8 +57,7 @@ def explain(bundle: str, container_id: str, *, no_pivot: bool = False,
     bind_cgroup_hierarchies(plan, list(cgroups["dirs"].values()))
     flags = {flag: name for name, flag in NAMESPACE_FLAGS.items()}
     created = sorted(name for flag, name in flags.items()
-                     if (plan["clone_flags"] | plan["unshare_flags"]
-                         | plan["early_unshare_flags"]) & flag)
+                     if (plan["clone_flags"] | plan["unshare_flags"]) & flag)
     if plan.get("new_cgroupns"):
         created.append("cgroup")
     doc: dict = {

@@ -41,8 +41,6 @@ NAMESPACE_FLAGS = {
     "cgroup": CLONE_NEWCGROUP,
     "time": CLONE_NEWTIME,
 }
-# made by the child's unshare() right after clone (see plan_container)
-_EARLY_UNSHARE = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
 
 RLIMITS = {
     "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
@@ -176,15 +174,9 @@ def plan_namespaces(linux: dict, plan: dict) -> dict[str, dict]:
         unshare_flags = new_flags & late
     else:
         clone_flags, unshare_flags = new_flags & ~CLONE_NEWCGROUP, 0
-    # what the child can unshare at once, in parallel with the parent's
-    # cgroup placement, instead of clone() making it in the parent's time;
-    # a new user namespace must come first and own them: clone makes all
-    early = 0 if "user" in new else clone_flags & _EARLY_UNSHARE
-    clone_flags &= ~early
     plan.update(
         clone_flags=clone_flags,
         unshare_flags=unshare_flags,
-        early_unshare_flags=early,
         joins=joins,
         new_userns="user" in new,
         new_cgroupns="cgroup" in new,

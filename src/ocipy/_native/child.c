@@ -1386,12 +1386,6 @@ static void child_main(struct oci_plan *p)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     umask(0);
 
-    /* the namespaces that need nothing from the parent, made while it places
-     * us in our cgroups (a network namespace alone takes ~0.4 ms); clone()
-     * made them before the placement too, so no allocation moves out of
-     * the container's cgroups */
-    if (p->early_unshare_flags && unshare(p->early_unshare_flags) < 0)
-        fail(p, OCI_STEP_UNSHARE, errno, -1, "");
     wait_parent(p); /* cgroups are in place */
     struct timespec t;
     trace_begin(p, &t);

@@ -116,8 +116,6 @@ struct oci_plan {
     /* namespaces */
     int clone_flags;    /* created by clone() itself */
     int unshare_flags;  /* created by unshare() after the joins */
-    int early_unshare_flags; /* unshare()d right after clone, while the parent
-                              * places us in our cgroups */
     struct oci_ns_join joins[OCI_MAX_JOINS];
     int n_joins;
     int new_userns;     /* ask the parent for the id maps */

@@ -48,7 +48,6 @@ cdef extern from "child.h" nogil:
     struct oci_plan:
         int clone_flags
         int unshare_flags
-        int early_unshare_flags
         oci_ns_join joins[8]
         int n_joins
         int new_userns

@@ -197,7 +197,6 @@ def spawn(dict plan):
 
     p.clone_flags = plan.get("clone_flags", 0)
     p.unshare_flags = plan.get("unshare_flags", 0)
-    p.early_unshare_flags = plan.get("early_unshare_flags", 0)
     joins = plan.get("joins", ())
     if len(joins) > OCI_MAX_JOINS:
         raise ValueError("too many namespaces to join")
