@@ -90,6 +90,15 @@ def write_id_maps(pid: int, plan: dict) -> None:
                                      e) from None
 
 
+def _send(sock: int, data: bytes) -> None:
+    """A message to the child.  If it is gone, the next recv_msg says so
+    (EOF), and the child's exit status words the error."""
+    try:
+        os.write(sock, data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
            on_clone=None) -> int:
     """Clone the container's process and drive it until it is ready; return its pid.
@@ -129,7 +138,7 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
             t = log.clock()
             on_clone(pid)
             log.step("place in cgroups", t)
-        os.write(sock, b"G")  # cgroups are in place
+        _send(sock, b"G")  # cgroups are in place
         t_ready = t = log.clock()
         while True:
             msg = native.recv_msg(sock)
@@ -149,10 +158,10 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
                 t = log.clock()
                 write_id_maps(sender, plan)
                 log.step("write uid/gid maps", t)
-                os.write(sock, b"G")
+                _send(sock, b"G")
             elif kind == MSG_HOOKS:
                 t = log.clock()
-                os.write(sock, on_hooks(sender))
+                _send(sock, on_hooks(sender))
                 log.step("prestart and createRuntime hooks", t)
             elif kind == MSG_READY:
                 init = sender

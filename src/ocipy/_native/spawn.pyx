@@ -34,6 +34,7 @@ cdef extern from "<fcntl.h>" nogil:
 
 cdef extern from "<errno.h>" nogil:
     int errno
+    int ECONNRESET
 
 
 cdef class _Arena:
@@ -434,17 +435,19 @@ def recv_msg(int fd):
     """Receive one message from the child.
 
     Returns (type, step, errno, index, detail, sender_pid), or None at EOF
-    (the child exited, or execve closed its end).
+    (the child exited, or execve closed its end).  A child that died with a
+    message of ours unread makes the kernel answer ECONNRESET instead of
+    EOF: that is the same end.
     """
     cdef oci_msg msg
     cdef int pid = 0
     cdef int n
     with nogil:
         n = ocipy_recv_msg(fd, &msg, &pid)
+    if n == -ECONNRESET or n == 0:
+        return None
     if n < 0:
         raise OSError(-n, "recvmsg")
-    if n == 0:
-        return None
     return (msg.type, msg.step, msg.err, msg.index,
             msg.detail.decode("utf-8", "replace"), pid)
 
