@@ -207,7 +207,7 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
                 _detach_ours(plan["rootfs"], host_top)
         if cgroup_made:
             _destroy_cgroup(cgroup)
-        _remove_dir(path)
+        st.remove_dir(path)
         raise
     return init
 
@@ -575,7 +575,7 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
             orphan = st.container_dir(root, container_id)
             if os.path.isdir(orphan) and not os.path.exists(os.path.join(orphan,
                                                                          st.STATE_FILE)):
-                _remove_dir(orphan)
+                st.remove_dir(orphan)
             st.clear_stale_tmp(root, container_id)
             return
         raise
@@ -635,7 +635,7 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
                 from None
     config = _config_of(record) if "hooks" in record else None
     t = log.clock()
-    _remove_dir(path)
+    st.remove_dir(path)
     log.step("remove the state dir", t)
     if config and (config.get("hooks") or {}).get("poststop"):
         from ocipy import hooks
@@ -674,23 +674,6 @@ def _kill_and_wait(pid: int) -> None:
         os.kill(pid, _SIGKILL)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
-        pass
-
-
-def _remove_dir(path: str) -> None:
-    """Remove a state dir; a concurrent delete may be removing it too."""
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return
-    for name in names:
-        try:
-            os.unlink(os.path.join(path, name))
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
         pass
 
 

@@ -60,9 +60,7 @@ def make_dir(root: str, container_id: str, state: dict) -> str:
         _write_new(tmp, STATE_FILE, _fastjson.dumps(state).encode())
         os.rename(tmp, path)
     except OSError as e:
-        for name in os.listdir(tmp):
-            os.unlink(os.path.join(tmp, name))
-        os.rmdir(tmp)
+        remove_dir(tmp)
         if e.errno in (_errno.EEXIST, _errno.ENOTEMPTY):
             # runc's wording, which clients match on
             raise OcipyError("container with id exists", container_id) from None
@@ -90,13 +88,25 @@ def clear_stale_tmp(root: str, container_id: str) -> None:
             pass
         except OSError:
             continue  # EPERM: it lives
-        tmp = os.path.join(root, name)
+        remove_dir(os.path.join(root, name))
+
+
+def remove_dir(path: str) -> None:
+    """Remove a state dir (its files, then it); a concurrent delete may be
+    removing it too."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
         try:
-            for entry in os.listdir(tmp):
-                os.unlink(os.path.join(tmp, entry))
-            os.rmdir(tmp)
+            os.unlink(os.path.join(path, name))
         except FileNotFoundError:
-            pass  # a concurrent delete got there first
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:

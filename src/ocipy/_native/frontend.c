@@ -863,18 +863,10 @@ static void remove_cgroups(char *line)
 static int init_owns_pid_namespace(const struct fast *f)
 {
     char path[64], buf[4096], *line, *last;
-    ssize_t n;
-    int fd;
 
     snprintf(path, sizeof path, "/proc/%ld/status", f->pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    n = read_retry(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
+    if (read_file_at(AT_FDCWD, path, buf, sizeof buf) <= 0)
+        return 0; /* gone, or more than we read: Python's */
     line = strstr(buf, "\nNSpid:");
     if (!line)
         return 0;
@@ -894,9 +886,8 @@ static int init_owns_pid_namespace(const struct fast *f)
  * container, no pid namespace of its own (Python kills every process in
  * the cgroup), an init that does not die within _KILL_WAIT_S -- is
  * Python's, as are the leftovers the stopped path finds. */
-static void kill_for_delete(int dirfd, const struct fast *f)
+static void kill_for_delete(const struct fast *f, enum status status)
 {
-    enum status status = container_status(dirfd, f);
     struct pollfd pfd;
     int pidfd, rc;
 
@@ -922,19 +913,21 @@ static void kill_for_delete(int dirfd, const struct fast *f)
 }
 
 /* container.delete of a stopped container (or, with --force, one killed
- * by kill_for_delete first), then _remove_dir */
+ * by kill_for_delete first), then state.remove_dir */
 static int do_delete(int dirfd, const char *path, const struct fast *f, int force)
 {
     static char dents[32768];
+    enum status status;
 
     if (f->python)
         hand_over(); /* hooks, or a host mount tree to detach */
     if (!f->cgroup[0])
         hand_over(); /* no cgroup dir of ours: Python looks for leftovers */
-    if (container_status(dirfd, f) != STOPPED) {
+    status = container_status(dirfd, f);
+    if (status != STOPPED) {
         if (!force)
             hand_over(); /* Python refuses, in its words */
-        kill_for_delete(dirfd, f);
+        kill_for_delete(f, status);
         if (container_status(dirfd, f) != STOPPED)
             hand_over();
     }
