@@ -40,6 +40,20 @@ _LAZY = {
 __all__ = ["OCI_VERSION", "__version__", *_LAZY]
 
 
+# The CLI turns the cycle collector off for its short-lived commands (see
+# __main__.py); one that goes on to wait for a container turns it back on.
+_gc_paused = False
+
+
+def _resume_gc() -> None:
+    global _gc_paused
+    if _gc_paused:
+        import gc
+
+        gc.enable()
+        _gc_paused = False
+
+
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:

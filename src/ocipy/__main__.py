@@ -9,7 +9,19 @@ def main() -> None:
     wall and CPU time for nothing: everything ocipy writes goes through raw fds
     (state files, the log) except stdout/stderr, which are flushed here.
     An exception other than SystemExit takes the normal path (traceback).
+
+    The cycle collector is off meanwhile: a command lasts milliseconds and
+    leaves through _exit, while the collections its imports and plan set off
+    cost a create ~0.4 ms.  A command that goes on to wait for a container
+    (a foreground run or exec, events) turns it back on (ocipy._resume_gc).
     """
+    import gc
+
+    import ocipy
+
+    if gc.isenabled():
+        gc.disable()
+        ocipy._gc_paused = True
     from ocipy import _os as os  # os without importing os (see _os.py)
     from ocipy.cli import main as cli_main
 

@@ -8,6 +8,7 @@ so `ocipy state` or `ocipy kill` pay for json and the state module only.
 from __future__ import annotations
 
 from ocipy import _os as os  # os without importing os (see _os.py)
+from ocipy import _resume_gc
 from ocipy import state as st
 from ocipy.errors import ContainerNotFound, ContainerNotRunning, OcipyError
 
@@ -700,6 +701,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
         return 0
 
     forwarded = _forward_signals(init)
+    _resume_gc()
     try:
         try:
             start(root, container_id)
@@ -901,6 +903,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     if detach:
         return 0
     forwarded = _forward_signals(pid)
+    _resume_gc()
     try:
         if master is not None:
             from ocipy.terminal import proxy
@@ -1034,6 +1037,7 @@ def events(root: str, container_id: str, *, interval: float = 5.0, stats_once: b
     if stats_once:
         out({"type": "stats", "id": container_id, "data": cgroup.stats()})
         return
+    _resume_gc()
     ooms = cgroup.oom_count()
     next_stats = time.monotonic()
     while st.status(path, record) != "stopped":

@@ -16,10 +16,13 @@ _TEMPLATE = """#!{python} -IS
 # argument: a shebang passes one) skips the site module; these are the paths it
 # would have added: ocipy's first, site-packages after the standard library,
 # where site puts them (the hot path imports nothing from site-packages, and
-# its standard-library imports never search there).
+# its standard-library imports never search there).  ocipy's own modules
+# then load straight from their .pyc files (ocipy/_pycfinder.py).
 import sys
 sys.path.insert(0, {package_parent!r})
 sys.path.extend({site_packages!r})
+from ocipy._pycfinder import install
+install()
 from ocipy.__main__ import main
 main()
 """

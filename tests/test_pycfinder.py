@@ -1,0 +1,149 @@
+"""ocipy._pycfinder: the launcher's finder for ocipy's own modules.
+
+It must give a module exactly what the standard path gives (same spec,
+file, cache path, resources) and step aside whenever the standard loader
+would not use the .pyc as it is.
+"""
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import py_compile
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ocipy
+from ocipy import _pycfinder
+from ocipy.launcher import launcher_source
+
+
+def _compile(source: Path, **kwargs) -> Path:
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    py_compile.compile(str(source), cfile=str(cached), doraise=True, **kwargs)
+    return cached
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Path:
+    """A directory with one module and one package, both compiled."""
+    (tmp_path / "plain.py").write_text("VALUE = 42\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "__init__.py").write_text("NAME = __name__\n")
+    (tmp_path / "sub" / "data.txt").write_text("payload")
+    _compile(tmp_path / "plain.py")
+    _compile(tmp_path / "sub" / "__init__.py")
+    return tmp_path
+
+
+def _load(spec):
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_up_to_date_pyc_is_loaded_as_the_standard_path_would(package):
+    spec = _pycfinder.PycFinder().find_spec("ocipy.plain", [str(package)])
+    standard = importlib.machinery.PathFinder.find_spec("plain", [str(package)])
+    assert isinstance(spec.loader, _pycfinder._Loader)
+    assert (spec.origin, spec.cached, spec.parent, spec.has_location) == \
+        (standard.origin, standard.cached, "ocipy", True)
+    module = _load(spec)
+    assert module.VALUE == 42
+    assert module.__file__ == str(package / "plain.py")
+    assert module.__cached__ == standard.cached
+    assert module.__spec__.submodule_search_locations is None
+
+
+def test_a_package_gets_its_directory_as_path_and_its_resources(package):
+    spec = _pycfinder.PycFinder().find_spec("ocipy.sub", [str(package)])
+    assert spec.submodule_search_locations == [str(package / "sub")]
+    module = _load(spec)
+    assert module.NAME == "ocipy.sub"
+    assert module.__path__ == [str(package / "sub")]
+    assert spec.loader.get_resource_reader("ocipy.sub").files() \
+        .joinpath("data.txt").read_text() == "payload"
+
+
+def test_a_changed_source_makes_the_standard_path_recompile(package):
+    source = package / "plain.py"
+    source.write_text("VALUE = 430\n")  # another size
+    assert _pycfinder.PycFinder().find_spec("ocipy.plain", [str(package)]) is None
+    source.write_text("VALUE = 42\n")  # the same size, another mtime
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))
+    assert _pycfinder.PycFinder().find_spec("ocipy.plain", [str(package)]) is None
+
+
+def test_no_pyc_or_a_hash_based_one_is_left_to_the_standard_path(package):
+    cached = Path(importlib.util.cache_from_source(str(package / "plain.py")))
+    cached.unlink()
+    assert _pycfinder.PycFinder().find_spec("ocipy.plain", [str(package)]) is None
+    _compile(package / "plain.py",
+             invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    assert _pycfinder.PycFinder().find_spec("ocipy.plain", [str(package)]) is None
+
+
+def test_a_pyc_of_another_interpreter_is_left_to_the_standard_path(package):
+    cached = Path(importlib.util.cache_from_source(str(package / "plain.py")))
+    data = bytearray(cached.read_bytes())
+    data[0] ^= 0xFF  # another magic number
+    cached.write_bytes(bytes(data))
+    assert _pycfinder.PycFinder().find_spec("ocipy.plain", [str(package)]) is None
+
+
+def test_an_extension_module_of_the_same_name_wins_as_with_filefinder(package):
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (package / f"plain{suffix}").write_bytes(b"")
+    assert _pycfinder.PycFinder().find_spec("ocipy.plain", [str(package)]) is None
+
+
+def test_only_submodules_of_ocipy_are_its_business(package):
+    finder = _pycfinder.PycFinder()
+    assert finder.find_spec("plain", [str(package)]) is None
+    assert finder.find_spec("ocipyx.plain", [str(package)]) is None
+    assert finder.find_spec("ocipy.plain", None) is None
+    assert finder.find_spec("ocipy.missing", [str(package)]) is None
+
+
+def test_the_launcher_loads_ocipys_modules_through_it(tmp_path):
+    # the launcher's source, run up to main(), then asked how ocipy.cli and
+    # ocipy.state were loaded (their .pyc written first by a plain import)
+    subprocess.run([sys.executable, "-c", "import ocipy.cli, ocipy.state"], check=True,
+                   env={**os.environ, "PYTHONPATH": str(Path(ocipy.__file__).parent.parent)})
+    source = launcher_source().replace(
+        "\nmain()\n", "\nimport ocipy.cli, ocipy.state\n"
+        "print(type(ocipy.cli.__loader__).__name__, ocipy.state.__spec__.cached)\n")
+    script = tmp_path / "launcher.py"
+    script.write_text(source)
+    out = subprocess.run([sys.executable, "-I", "-S", str(script)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["_Loader", importlib.util.cache_from_source(
+        str(Path(ocipy.__file__).parent / "state.py"))]
+
+
+def test_the_cli_runs_without_the_cycle_collector_until_it_waits():
+    # __main__.main pauses it; ocipy._resume_gc (a foreground run or exec,
+    # events) turns it back on, and only if the CLI was the one to pause it
+    code = """
+import gc, sys
+import ocipy, ocipy.cli, ocipy.__main__
+def fake_main(argv):
+    before = gc.isenabled()
+    ocipy._resume_gc()
+    print(before, gc.isenabled(), flush=True)
+    return 0
+ocipy.cli.main = fake_main
+ocipy.__main__.main()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]
+    untouched = subprocess.run(
+        [sys.executable, "-c",
+         "import gc, ocipy; gc.disable(); ocipy._resume_gc(); print(gc.isenabled())"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert untouched == ["False"]
