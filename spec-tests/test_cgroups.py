@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -967,44 +968,35 @@ def test_no_cgroup_is_left_after_run(runtime, bundle, cg):
     assert runtime.ids() == []
 
 
-# ---- the head start on the first migration (ocipy.warmup, frontend.c) -------------
+# ---- how a container's process enters its cgroups (child.c join_cgroups) ----------
+# By itself, before anything else: "0" to each v1 hierarchy's tasks (no global
+# migration lock) and clone3(CLONE_INTO_CGROUP) for cgroup2.
 
-WARM_PARENT = "/sys/fs/cgroup/pids/ocipy"
+DEFAULT_PARENT = "/sys/fs/cgroup/pids/ocipy"
 
 
 @needs_v1
 @pytest.mark.ocipy_only
-@pytest.mark.parametrize("mistake", ["schema", "missing executable", "bad flag", "none",
-                                     "cgroupsPath"])
-def test_the_warmup_leaves_no_process_and_no_default_parent(runtime, bundle, cg, mistake):
-    # The front-end starts a process that visits the v1 pids /ocipy parent
-    # (making it if needed) before the interpreter runs; create ends it once
-    # the container is placed, and a create that fails removes the parent it
-    # made.  (conftest's cleanup asserts no process of ours is left.)
+@pytest.mark.parametrize("mistake", ["schema", "missing executable", "none", "cgroupsPath"])
+def test_a_create_leaves_no_default_parent_it_did_not_need(runtime, bundle, cg, mistake):
+    # the default parent /ocipy is made for a container without cgroupsPath
+    # only, and a create that fails removes the one it made
     try:
-        os.rmdir(WARM_PARENT)  # ocipy's own, when empty: so the front-end makes it
+        os.rmdir(DEFAULT_PARENT)  # ocipy's own, when empty
     except OSError:
         pass  # a container lives there (or none ever did)
-    existed = os.path.isdir(WARM_PARENT)
+    existed = os.path.isdir(DEFAULT_PARENT)
     bundle.linux.pop("cgroupsPath", None)
+    cid = cg.new_id()
     if mistake == "cgroupsPath":
-        # the container goes elsewhere: a /ocipy made for the warm-up goes
-        cid = cg.new_id()
         bundle.linux["cgroupsPath"] = f"/{cid}"
         bundle.process["args"] = ["true"]
         runtime.create(cid, bundle)
-        assert os.path.isdir(WARM_PARENT) == existed
+        assert os.path.isdir(DEFAULT_PARENT) == existed
         with open(f"/sys/fs/cgroup/pids/{cid}/cgroup.procs") as f:
             assert f.read().split() == [str(runtime.pids[cid])]
         runtime.delete(cid, "--force")
-        assert os.path.isdir(WARM_PARENT) == existed
-        return
-    if mistake == "bad flag":
-        # refused by the CLI parser, before create takes the helper
-        proc = runtime.cmd("create", "--no-such-flag", "--bundle", bundle.write(), cg.new_id())
-        assert proc.returncode == 1, proc.stderr
-        assert "no-such-flag" in proc.stderr
-        assert os.path.isdir(WARM_PARENT) == existed
+        assert os.path.isdir(DEFAULT_PARENT) == existed
         return
     if mistake == "schema":
         bundle.process["args"] = "sh"  # not an array
@@ -1012,38 +1004,70 @@ def test_the_warmup_leaves_no_process_and_no_default_parent(runtime, bundle, cg,
         bundle.process["args"] = ["/no/such/binary"]
     else:
         bundle.process["args"] = ["true"]
-    cid = cg.new_id()
     proc = runtime.create(cid, bundle, check=False)
     if mistake != "none":
         assert proc.returncode == 1, proc.stderr
-        assert os.path.isdir(WARM_PARENT) == existed
+        assert os.path.isdir(DEFAULT_PARENT) == existed
         return
     assert proc.returncode == 0, proc.stderr
-    # only the container is left in the parent's subtree: no helper of ours
-    with open(os.path.join(WARM_PARENT, "cgroup.procs")) as f:
+    # only the container is in the parent's subtree
+    with open(os.path.join(DEFAULT_PARENT, "cgroup.procs")) as f:
         assert f.read().split() == []
-    with open(os.path.join(WARM_PARENT, cid, "cgroup.procs")) as f:
+    with open(os.path.join(DEFAULT_PARENT, cid, "cgroup.procs")) as f:
         assert f.read().split() == [str(runtime.pids[cid])]
     runtime.delete(cid, "--force")
-    assert os.path.isdir(WARM_PARENT) == existed
+    assert os.path.isdir(DEFAULT_PARENT) == existed
 
 
-@needs_v1
-@pytest.mark.ocipy_only
-def test_exec_warmup_ends_with_the_exec(runtime, bundle, cg):
-    # exec gets the front-end's helper too when /ocipy exists (a container
-    # without cgroupsPath made it); it is gone once the process is placed,
-    # and the exec'd process is in the container's cgroup, not in /ocipy.
-    # (conftest's cleanup asserts no process of ours is left.)
+def test_an_execd_process_is_in_every_cgroup_of_the_container(runtime, bundle, cg):
+    # every hierarchy, the cgroup2 one of a hybrid host included, and
+    # nothing of ours left in the default parent
     bundle.linux.pop("cgroupsPath", None)
     cid = cg.new_id()
     runtime.run(cid, bundle.sh("echo ready; exec sleep 1000"), "-d", check=True)
     runtime.wait_output(cid, "ready")
-    assert os.path.isdir(WARM_PARENT)
+    init = runtime.pids[cid]
     proc = runtime.exec(cid, "sh", "-c", "cat /proc/self/cgroup; echo done", check=True)
     assert proc.stdout.endswith("done\n")
-    assert f":pids:/ocipy/{cid}\n" in proc.stdout, proc.stdout
-    with open(os.path.join(WARM_PARENT, "cgroup.procs")) as f:
-        assert f.read().split() == []
-    with open(os.path.join(WARM_PARENT, cid, "cgroup.procs")) as f:
-        assert f.read().split() == [str(runtime.pids[cid])]
+    inside = _parse_proc_cgroup(proc.stdout.rsplit("done", 1)[0])
+    assert inside == proc_cgroup(init), proc.stdout
+    assert set(inside.values()) == {f"/ocipy/{cid}"}, inside
+    if os.path.isdir(DEFAULT_PARENT):
+        with open(os.path.join(DEFAULT_PARENT, "cgroup.procs")) as f:
+            assert f.read().split() == []
+
+
+@pytest.mark.ocipy_only
+def test_without_clone3_the_process_still_enters_every_cgroup(runtime, bundle, cg, tmp_path):
+    # clone3 refused with ENOSYS, as a container engine's seccomp profile
+    # does: the plain clone, then the child writes its cgroup2 cgroup.procs
+    wrapper = tmp_path / "no-clone3"
+    wrapper.write_text(_NO_CLONE3.format(python=sys.executable, runtime=runtime.binary))
+    wrapper.chmod(0o755)
+    refused = type(runtime)(str(wrapper), runtime.root, tmp_path / "io")
+    path = f"/{cg.parent('noclone3')}/c"
+    bundle.linux["cgroupsPath"] = path
+    cid = cg.new_id()
+    refused.create(cid, bundle.sh("exec sleep 1000"))
+    try:
+        assert set(proc_cgroup(refused.pids[cid]).values()) == {path}
+        check = refused.cmd("exec", cid, "cat", "/proc/self/cgroup", check=True)
+        assert set(_parse_proc_cgroup(check.stdout).values()) == {path}, check.stdout
+    finally:
+        runtime.delete(cid, "--force")
+
+
+# a wrapper that execs the runtime under a seccomp filter failing clone3
+# with ENOSYS (libseccomp through ctypes)
+_NO_CLONE3 = """#!{python} -I
+import ctypes, os, sys
+lib = ctypes.CDLL("libseccomp.so.2")
+lib.seccomp_init.restype = ctypes.c_void_p
+lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+ALLOW, ERRNO_ENOSYS = 0x7FFF0000, 0x00050000 | 38
+ctx = ctypes.c_void_p(lib.seccomp_init(ALLOW))
+nr = lib.seccomp_syscall_resolve_name(b"clone3")
+assert lib.seccomp_rule_add(ctx, ERRNO_ENOSYS, nr, 0) == 0
+assert lib.seccomp_load(ctx) == 0
+os.execv({runtime!r}, [{runtime!r}] + sys.argv[1:])
+"""

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.ocipy_only
 LAUNCHER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ocipy-py"
 # builtin or tiny modules only (not even os: see ocipy/_os.py): stat's C
 # module, errno names, fd flags, a poll, the signal forwarding and the
-# socketpair of `run`, JSON in C, a thread for the warm-up without front-end,
-# the switch of the cycle collector (__main__.py)
+# socketpair of `run`, JSON in C, the switch of the cycle collector
+# (__main__.py)
 ALLOWED = {"_stat", "__future__", "_json", "_signal", "_socket", "errno", "fcntl", "select",
-           "time", "_thread", "gc"}
+           "time", "gc"}
 
 
 def _imported(report: str) -> set[str]:

@@ -1013,3 +1013,49 @@ def test_cpuset_init_fills_a_parent_that_has_cpus_but_no_mems_yet():
         for directory in (leaf, parent):
             if os.path.isdir(directory):
                 os.rmdir(directory)
+
+
+# ---- how a new process enters its cgroups itself (Manager.self_placement) --------
+
+def test_v1_self_placement_names_each_hierarchys_tasks_once_and_the_cgroup2_dir():
+    # cpu and cpuacct mounted together share one directory (one write); the
+    # named systemd hierarchy and a hybrid host's cgroup2 are best effort,
+    # as in add(); cgroup2 is entered by clone3 into its directory
+    from ocipy.cgroups.v1 import V1Manager
+
+    manager = V1Manager("/ocipy/c1", {
+        "cpu": "/cg/cpu,cpuacct/ocipy/c1", "cpuacct": "/cg/cpu,cpuacct/ocipy/c1",
+        "memory": "/cg/memory/ocipy/c1", "name=systemd": "/cg/systemd/ocipy/c1",
+        "": "/cg/unified/ocipy/c1"})
+    assert manager.self_placement() == ("/cg/unified/ocipy/c1", False, [
+        ("/cg/cpu,cpuacct/ocipy/c1/tasks", True), ("/cg/memory/ocipy/c1/tasks", True),
+        ("/cg/systemd/ocipy/c1/tasks", False)])
+
+
+def test_v2_self_placement_is_a_required_clone_into_the_leaf(tmp_path):
+    manager, leaf = fake_v2(tmp_path)
+    assert manager.self_placement() == (str(leaf), True, [])
+
+
+def test_the_systemd_drivers_units_are_placed_by_add_not_by_the_process(tmp_path):
+    # systemd moves the process into the unit it starts (add)
+    from ocipy.cgroups import systemd
+
+    fs = cgroups.manager_for("/ocipy-sdtest-unused/x.scope", "x")
+    manager = systemd.SystemdManager("system.slice", "x.scope", "x", fs,
+                                     (str(tmp_path / "nobody"), False))
+    assert fs.self_placement() is not None
+    assert manager.self_placement() is None
+
+
+def test_a_process_refused_by_its_cgroup_names_the_file():
+    # the child's report (step "cgroup", the index of the tasks fd, or -1
+    # for cgroup2's cgroup.procs) worded by the parent
+    from ocipy.launch import STEP_NAMES, child_error
+
+    plan = {"cgroup_task_paths": ["/cg/memory/ocipy/c1/tasks"], "cgroup2_dir": "/cg2/ocipy/c1"}
+    step = STEP_NAMES.index("cgroup")
+    assert str(child_error(plan, {}, step, errno.EACCES, 0, "tasks")) == \
+        "add the container process to /cg/memory/ocipy/c1/tasks: permission denied"
+    assert str(child_error(plan, {}, step, errno.EBUSY, -1, "cgroup.procs")) == \
+        "add the container process to /cg2/ocipy/c1/cgroup.procs: device or resource busy"

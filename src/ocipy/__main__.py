@@ -34,12 +34,6 @@ def main() -> None:
     elif not isinstance(code, int):
         print(code, file=sys.stderr)  # sys.exit("text") semantics
         code = 1
-    if "OCIPY_WARMUP" in os.environ:
-        # the front-end's helper, left by a command that failed before it
-        # took it (a bad flag, say): end it and undo what it made
-        from ocipy.warmup import discard_frontend
-
-        discard_frontend()
     try:
         sys.stdout.flush()
         sys.stderr.flush()

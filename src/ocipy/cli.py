@@ -396,9 +396,6 @@ def _validate(args: Args) -> int:
 
 def _explain(args: Args) -> int:
     from ocipy.explain import explain, render
-    from ocipy.warmup import discard_frontend
-
-    discard_frontend()  # a front-end that missed --explain must leave nothing either
 
     doc = explain(args.bundle, args.container_id, no_pivot=args.no_pivot,
                   no_new_keyring=args.no_new_keyring, preserve_fds=args.preserve_fds,

@@ -31,26 +31,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     """
     st.check_id(container_id)
     bundle = os.path.abspath(bundle)
-    from ocipy import warmup
-
-    # before the imports and the config, so they overlap the kernel's wait
-    warm = warmup.start_default_parent(bundle, systemd_cgroup)
-    try:
-        init = _create(root, container_id, bundle, warm, pid_file=pid_file,
-                       console_socket=console_socket, no_pivot=no_pivot,
-                       no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
-                       console_fd=console_fd, systemd_cgroup=systemd_cgroup)
-    except BaseException:
-        warm.finish()
-        raise
-    if isinstance(warm, warmup.FrontendWarmup):
-        # a /ocipy the front-end made for a container that went elsewhere
-        # (its cgroupsPath) goes again; with the container in it, it stays
-        warm.finish()
-    return init
+    return _create(root, container_id, bundle, pid_file=pid_file,
+                   console_socket=console_socket, no_pivot=no_pivot,
+                   no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                   console_fd=console_fd, systemd_cgroup=systemd_cgroup)
 
 
-def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | None,
+def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
             console_socket: str | None, no_pivot: bool, no_new_keyring: bool,
             preserve_fds: int, console_fd: int | None, systemd_cgroup: bool) -> int:
     from ocipy import OCI_VERSION
@@ -152,9 +139,9 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
             return (creating + b"\0" + hooks.state_json(record, "created", pid) + b"\0"
                     + _listener_payload(plan, record, pid))
 
-        # the container's cgroup exists before its first process: the child
-        # is put there between clone and its go-ahead, so all it allocates
-        # is accounted (and a cgroup namespace is rooted there)
+        # the container's cgroup exists before its first process, which
+        # enters it before anything else (launch.open_placement), so all it
+        # allocates is accounted (and a cgroup namespace is rooted there)
         t = log.clock()
         cgroup.create(linux.get("resources"))
         cgroup_made = True
@@ -162,14 +149,7 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
         from ocipy.plan import bind_cgroup_hierarchies
 
         bind_cgroup_hierarchies(plan, cgroup.leaf_dirs())
-        if warm.directory is None:
-            from ocipy import warmup
-
-            warm = warmup.start(warmup.v1_directory(cgroup.to_state()))
-
-        def place(pid: int) -> None:
-            cgroup.add(pid)
-            warm.stop()
+        placement = cgroup.self_placement()
         record["ocipy"].pop("cgroup_pending", None)
         record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
                                cgroup_dirs=cgroup.removable_dirs())
@@ -178,7 +158,8 @@ def _create(root: str, container_id: str, bundle: str, warm, *, pid_file: str | 
         st.save(path, record)
         host_top = _top_mount(plan["rootfs"]) if plan["host_mount_ns"] else None
         try:
-            init = launch(plan, config, on_hooks=runtime_hooks, on_clone=place)
+            init = launch(plan, config, on_hooks=runtime_hooks, placement=placement,
+                          on_clone=cgroup.add if placement is None else None)
         except BaseException:
             if plan["host_mount_ns"]:
                 _detach_ours(plan["rootfs"], host_top)
@@ -829,12 +810,6 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     status = st.status(path, record)
     if status not in ("created", "running"):
         raise OcipyError(f'exec in container "{container_id}"', f"the container is {status}")
-    from ocipy import warmup
-
-    # first, so the imports below overlap the kernel's wait (see warmup.py);
-    # the front-end's helper, started before the interpreter, if it left one
-    warm = warmup.from_frontend() or warmup.start(
-        warmup.v1_directory(record["ocipy"].get("cgroup")))
     from ocipy.launch import launch
     from ocipy.plan import NAMESPACE_FLAGS, Host, plan_process
 
@@ -886,14 +861,12 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
         return b"{}\0{}\0" + _listener_payload(plan, record, pid)
 
     cgroup = _cgroup_of(record)
-
-    def place(pid: int) -> None:
-        if cgroup is not None:
-            cgroup.add(pid)
-        warm.stop()
+    placement = cgroup.self_placement() if cgroup is not None else None
+    on_clone = cgroup.add if cgroup is not None and placement is None else None
 
     try:
-        pid = launch(plan, exec_config, until_exec=True, on_hooks=payload, on_clone=place)
+        pid = launch(plan, exec_config, until_exec=True, on_hooks=payload,
+                     placement=placement, on_clone=on_clone)
         master = _receive_master(console_ours) if console_ours is not None else None
     finally:
         if console_ours is not None:

@@ -21,7 +21,7 @@ STEP_NAMES = (
     "rootfs", "mkdir", "mount", "device", "pivot", "mask", "readonly", "hostname",
     "domainname", "sysctl", "cwd", "lookup", "fifo", "rlimit", "oom", "user", "caps",
     "nnp", "lsm", "keyring", "exec", "console", "hook_createContainer", "hook_startContainer",
-    "seccomp", "init",
+    "seccomp", "init", "cgroup",
 )
 
 _NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace fd: its CLONE_NEW* type
@@ -76,6 +76,52 @@ def open_bind_sources(mounts: list[dict]) -> list[dict]:
     return opened
 
 
+def open_placement(placement) -> dict:
+    """The files through which the child enters its cgroups itself (child.c
+    join_cgroups; Manager.self_placement): native plan keys, the fds owned
+    by spawn from then on.  A best-effort one that will not open is left
+    out; a required one is an error now."""
+    cgroup2_dir, cgroup2_required, tasks = placement
+    opened: list[int] = []
+    keys: dict = {"cgroup_tasks": [], "cgroup_task_paths": []}
+    try:
+        if cgroup2_dir:
+            procs = os.path.join(cgroup2_dir, "cgroup.procs")
+            try:
+                dir_fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                opened.append(dir_fd)
+                procs_fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+                opened.append(procs_fd)
+                keys.update(cgroup_fd=dir_fd, cgroup_procs_fd=procs_fd,
+                            cgroup_required=cgroup2_required, cgroup2_dir=cgroup2_dir)
+            except OSError as e:
+                if cgroup2_required:
+                    raise _placement_error(procs, e) from None
+                for fd in opened:
+                    os.close(fd)
+                opened.clear()
+        for path, required in tasks:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            except OSError as e:
+                if required:
+                    raise _placement_error(path, e) from None
+                continue
+            opened.append(fd)
+            keys["cgroup_tasks"].append((fd, required))
+            keys["cgroup_task_paths"].append(path)
+    except BaseException:
+        for fd in opened:
+            os.close(fd)
+        raise
+    return keys
+
+
+def _placement_error(path: str, e: OSError) -> OcipyError:
+    return OcipyError(f"add the container process to {path}",
+                      os.strerror(e.errno or 0).lower(), errno=e.errno)
+
+
 def write_id_maps(pid: int, plan: dict) -> None:
     for name, key in (("uid_map", "uid_mappings"), ("gid_map", "gid_mappings")):
         text = "".join(f"{c} {h} {n}\n" for c, h, n in plan[key])
@@ -100,13 +146,15 @@ def _send(sock: int, data: bytes) -> None:
 
 
 def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
-           on_clone=None) -> int:
+           on_clone=None, placement=None) -> int:
     """Clone the container's process and drive it until it is ready; return its pid.
 
     until_exec: (ocipy exec) also wait until the process has exec'd: the sync
     socket is close-on-exec, so EOF after READY means execve succeeded.
+    placement: a Manager.self_placement(): the child enters its cgroups
+    itself, before anything else, so every allocation is accounted.
     on_clone(pid): called right after clone, before the child may go on: the
-    place to put it in its cgroups, so every allocation is accounted.
+    place to put it in its cgroups otherwise (the systemd driver).
     on_hooks(pid): called when the child's mounts are done and pivot_root is
     next; runs the runtime-namespace hooks and returns the state JSON the
     child hands to its createContainer/startContainer hooks.
@@ -129,6 +177,12 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
         mounts = open_bind_sources(mounts)
     native_plan = dict(plan, joins=open_namespaces(plan.get("joins", []), kinds),
                        mounts=mounts, trace=log.debug_enabled)
+    if placement is not None:
+        cgroup_keys = open_placement(placement)
+        native_plan.update(cgroup_keys)
+        # for the wording of the child's errors
+        plan["cgroup2_dir"] = cgroup_keys.get("cgroup2_dir")
+        plan["cgroup_task_paths"] = cgroup_keys["cgroup_task_paths"]
     t = log.clock()
     pid, sock = native.spawn(native_plan)
     log.step("clone", t, pid=pid)
@@ -339,6 +393,12 @@ def _describe(name: str, plan: dict, config: dict, index: int, detail: str) -> s
         return f'set hostname "{detail}"'
     if name == "domainname":
         return f'set domainname "{detail}"'
+    if name == "cgroup":
+        if index >= 0:
+            path = plan["cgroup_task_paths"][index]
+        else:
+            path = os.path.join(plan.get("cgroup2_dir") or "", "cgroup.procs")
+        return f"add the container process to {path}"
     if name == "exec":
         return f'exec "{detail}"'
     if name == "oom":

@@ -1362,6 +1362,37 @@ static void exec_init(struct oci_plan *p)
     fail(p, OCI_STEP_INIT, errno, -1, "execute ocipy-init");
 }
 
+/* Enter the container's cgroups before anything else, so all we allocate is
+ * accounted.  Without a migration of the whole process: its write side of
+ * the kernel's global cgroup_threadgroup_rwsem waits for an RCU grace period
+ * when none happened lately (8-15 ms measured here), holding cgroup_mutex,
+ * which stalls every cgroup operation on the host meanwhile.  cgroup2:
+ * clone3(CLONE_INTO_CGROUP) created us there already.  v1: "0" written to a
+ * hierarchy's `tasks` moves the calling thread, our only one, without that
+ * lock.  The parent opened the files: the kernel checks the opener's
+ * credentials, whatever namespaces we are in. */
+static void join_cgroups(struct oci_plan *p)
+{
+    if (p->cgroup_procs_fd >= 0) {
+        /* clone3 refused (an older kernel, a seccomp profile): the classic
+         * migration, lock and all */
+        if (!p->in_cgroup && write(p->cgroup_procs_fd, "0", 1) < 0 && p->cgroup_required)
+            fail(p, OCI_STEP_CGROUP, errno, -1, "cgroup.procs");
+        close(p->cgroup_procs_fd);
+        p->cgroup_procs_fd = -1;
+    }
+    if (p->cgroup_fd >= 0) {
+        close(p->cgroup_fd);
+        p->cgroup_fd = -1;
+    }
+    for (int i = 0; i < p->n_tasks; i++) {
+        if (write(p->tasks_fds[i], "0", 1) < 0 && p->tasks_required[i])
+            fail(p, OCI_STEP_CGROUP, errno, i, "tasks");
+        close(p->tasks_fds[i]);
+    }
+    p->n_tasks = 0;
+}
+
 static void child_main(struct oci_plan *p)
 {
     p->report_fd = p->sync_fd;
@@ -1385,9 +1416,12 @@ static void child_main(struct oci_plan *p)
      * /proc/<pid>/exe or ptrace us while we still hold host resources */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     umask(0);
-
-    wait_parent(p); /* cgroups are in place */
     struct timespec t;
+    trace_begin(p, &t);
+    join_cgroups(p);
+    trace_end(p, &t, OCI_STEP_CGROUP, -1, "enter the cgroups");
+
+    wait_parent(p); /* the parent's part is done (a systemd unit's placement) */
     trace_begin(p, &t);
     enter_namespaces(p);
     trace_end(p, &t, OCI_STEP_UNSHARE, -1, "namespaces");
@@ -1489,13 +1523,42 @@ void oci_stage2(struct oci_plan *p)
     finish_and_exec(p);
 }
 
+/* clone3's argument (linux/sched.h, spelled out: that header's CLONE_*
+ * macros clash with the C library's) */
+struct oci_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+        set_tid, set_tid_size, cgroup;
+};
+#define OCI_CLONE_INTO_CGROUP 0x200000000ULL
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
 int oci_spawn(struct oci_plan *p)
 {
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
 
-    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD | p->clone_flags, NULL, NULL, NULL, NULL);
+    pid_t pid = -1;
+    if (p->cgroup_fd >= 0) {
+        struct oci_clone_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = (uint64_t)(unsigned int)p->clone_flags | OCI_CLONE_INTO_CGROUP;
+        args.exit_signal = SIGCHLD;
+        args.cgroup = (uint64_t)p->cgroup_fd;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid == 0) {
+            p->in_cgroup = 1;
+            reset_signals();
+            child_main(p);
+            _exit(127);
+        }
+        /* refused for whatever reason: the plain clone below, and the child
+         * writes cgroup.procs, which words what was wrong */
+    }
+    if (pid < 0)
+        pid = (pid_t)syscall(SYS_clone, SIGCHLD | p->clone_flags, NULL, NULL, NULL, NULL);
     if (pid == 0) {
         reset_signals();
         child_main(p);

@@ -65,6 +65,7 @@ enum oci_step {
     OCI_STEP_HOOK_START_CONTAINER,
     OCI_STEP_SECCOMP,
     OCI_STEP_INIT,
+    OCI_STEP_CGROUP,
 };
 
 struct oci_msg {
@@ -191,6 +192,16 @@ struct oci_plan {
     char *hook_state;   /* from the parent: the state JSON for createContainer, NUL, the one
                          * for startContainer, NUL, the seccomp listener's payload */
     size_t hook_state_cap;
+
+    /* the container's cgroups, which the child enters before anything else
+     * (join_cgroups in child.c); fds opened by the parent, -1/0 for none */
+    int cgroup_fd;        /* a cgroup2 directory: clone3(CLONE_INTO_CGROUP) */
+    int cgroup_procs_fd;  /* its cgroup.procs: "0" there if clone3 refused */
+    int cgroup_required;  /* else best effort (the unified hierarchy of a hybrid host) */
+    const int *tasks_fds; /* cgroup v1: each hierarchy's `tasks`, "0" written there */
+    const unsigned char *tasks_required; /* per fd: else best effort */
+    int n_tasks;
+    int in_cgroup;        /* scratch: clone3 put the child in cgroup_fd */
 
     int init_fd;        /* sealed memfd holding ocipy-init, executed for stage 2 */
     int peer_fd;        /* the parent's end of the sync socket: the child closes it */

@@ -120,6 +120,13 @@ cdef extern from "child.h" nogil:
         int n_start_container_hooks
         char *hook_state
         size_t hook_state_cap
+        int cgroup_fd
+        int cgroup_procs_fd
+        int cgroup_required
+        const int *tasks_fds
+        const unsigned char *tasks_required
+        int n_tasks
+        int in_cgroup
         int init_fd
         int peer_fd
         int parent_pid

@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #ifndef STATX_BASIC_STATS
 #include <linux/stat.h> /* struct statx where libc has none (musl < 1.2.5) */
@@ -71,109 +70,6 @@ static void __attribute__((noreturn)) hand_over(void)
     /* the one message of our own: nobody else can speak now */
     dprintf(2, "ocipy: run the launcher \"%s\": %s\n", LAUNCHER, strerror(errno));
     _exit(1);
-}
-
-/* --------------------------------------------------------------- warm-up */
-
-/* See src/ocipy/warmup.py: the first cgroup migration after a quiet spell
- * waits for an RCU grace period (10+ ms here) while holding cgroup_mutex, so
- * `create` waited for it at its first mkdir.  Started here, before the
- * interpreter, it is over by then.  For create and run (not with
- * --systemd-cgroup, not --explain) a small child process moves itself into
- * the v1 pids /ocipy, ocipy's default parent, every 2 ms (which keeps the
- * lock's slow path ready) until Python, right after it placed the container,
- * kills it by the pid in OCIPY_WARMUP ("<pid> <made>", made: this created
- * /ocipy).  The lock is global: whichever cgroup the container goes to
- * (a cgroupsPath of containerd's, say), a migration into /ocipy warms it.
- * warmup.py reaps the child and removes /ocipy again if it made it and no
- * container lives there.  It dies with us (PDEATHSIG) and gives up after
- * half a second.  Best effort: any failure means no head start.
- * `exec` gets the same helper when /ocipy exists (its clone and its move
- * into the container's cgroups would wait otherwise). */
-#define WARM_PARENT "/sys/fs/cgroup/pids/ocipy" /* cgroups/paths.py DEFAULT_PARENT */
-
-static ssize_t read_retry(int fd, void *buf, size_t len);
-
-static void warm_up_in_parent(int made);
-
-static void warm_up_cgroups(void)
-{
-    if (access("/sys/fs/cgroup/pids", F_OK) < 0)
-        return; /* no v1 pids hierarchy (a pure cgroup v2 host) */
-    int made = mkdir(WARM_PARENT, 0755) == 0;
-    if (!made && errno != EEXIST)
-        return;
-    warm_up_in_parent(made);
-}
-
-/* `exec`: the same head start when the default parent is there (any
- * container created without a cgroupsPath made it).  The migration lock is
- * global, so which ocipy-made cgroup the helper visits does not matter. */
-static void warm_up_for_exec(void)
-{
-    if (access(WARM_PARENT "/cgroup.procs", W_OK) == 0)
-        warm_up_in_parent(0);
-}
-
-/* fork the helper that moves itself into WARM_PARENT every 2 ms; tell
- * Python its pid and whether WARM_PARENT was made for it */
-static void warm_up_in_parent(int made)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        if (made)
-            rmdir(WARM_PARENT);
-        return;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        if (getppid() != parent)
-            _exit(0);
-        /* hold none of the caller's fds (a pipe on our stdout must see EOF
-         * when ocipy is done, not when this helper is) */
-        if (syscall(SYS_close_range, 0U, ~0U, 0U) < 0)
-            for (int fd = 0; fd < 3; fd++)
-                close(fd); /* before Linux 5.9: the stdio at least */
-        char me[24];
-        int len = snprintf(me, sizeof me, "%d", (int)getpid());
-        int procs = open(WARM_PARENT "/cgroup.procs", O_WRONLY | O_CLOEXEC);
-        for (int i = 0; procs >= 0 && i < 250; i++) {
-            if (write(procs, me, (size_t)len) < 0)
-                break;
-            usleep(2000);
-        }
-        _exit(0);
-    }
-    char value[48];
-    snprintf(value, sizeof value, "%d %d", (int)pid, made);
-    setenv("OCIPY_WARMUP", value, 1);
-}
-
-/* the bundle of a create/run command line: -b/--bundle/-bundle, else ".";
- * NULL for `--explain`, which must not touch the system at all */
-static const char *bundle_of(int argc, char **argv, int i)
-{
-    const char *bundle = ".";
-    for (i++; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--"))
-            break;
-        if (!strcmp(a, "--explain") || !strncmp(a, "--explain=", 10) || !strcmp(a, "-explain")
-            || !strncmp(a, "-explain=", 9))
-            return NULL;
-        if (!strcmp(a, "-b") || !strcmp(a, "--bundle") || !strcmp(a, "-bundle")) {
-            if (i + 1 < argc)
-                bundle = argv[++i];
-        } else if (!strncmp(a, "--bundle=", 9)) {
-            bundle = a + 9;
-        } else if (!strncmp(a, "-bundle=", 8)) {
-            bundle = a + 8;
-        } else if (!strncmp(a, "-b=", 3)) {
-            bundle = a + 3;
-        }
-    }
-    return bundle;
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -313,7 +209,6 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
     int i = 1;
 
     cl->root = DEFAULT_ROOT;
-    int systemd = 0;
     /* global options: cli.parse's first loop */
     while (i < argc && argv[i][0] == '-' && strcmp(argv[i], "-") != 0) {
         name = option_name(argv[i], buf, sizeof buf, &value);
@@ -321,8 +216,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
             hand_over(); /* -v, -h, or an unknown short option */
         if (!strcmp(name, "systemd-cgroup")) {
             /* a FLAG; only create and run look at it */
-            systemd = flag_value(value);
-            if (systemd < 0)
+            if (flag_value(value) < 0)
                 hand_over();
             i++;
             continue;
@@ -349,13 +243,6 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
     if (i == argc)
         hand_over(); /* usage */
     cl->command = argv[i];
-    if (!systemd && (!strcmp(cl->command, "create") || !strcmp(cl->command, "run"))) {
-        const char *bundle = bundle_of(argc, argv, i);
-        if (bundle)
-            warm_up_cgroups();
-    }
-    if (!strcmp(cl->command, "exec"))
-        warm_up_for_exec();
     if (strcmp(cl->command, "state") && strcmp(cl->command, "start")
         && strcmp(cl->command, "kill") && strcmp(cl->command, "delete"))
         hand_over();

@@ -328,6 +328,20 @@ def spawn(dict plan):
     p.seccomp_listener_fd = _high_fd(listener, floor) if listener >= 0 else -1
 
     p.trace = plan.get("trace", False)
+    cgroup_fd = plan.get("cgroup_fd", -1)
+    p.cgroup_fd = _high_fd(cgroup_fd, floor) if cgroup_fd >= 0 else -1
+    procs_fd = plan.get("cgroup_procs_fd", -1)
+    p.cgroup_procs_fd = _high_fd(procs_fd, floor) if procs_fd >= 0 else -1
+    p.cgroup_required = plan.get("cgroup_required", False)
+    tasks = plan.get("cgroup_tasks", [])
+    cdef int *tasks_fds = <int *>arena.alloc(len(tasks), sizeof(int))
+    cdef unsigned char *tasks_required = <unsigned char *>arena.alloc(len(tasks), 1)
+    for i, (fd, required) in enumerate(tasks):
+        tasks_fds[i] = _high_fd(fd, floor)
+        tasks_required[i] = 1 if required else 0
+    p.tasks_fds = tasks_fds
+    p.tasks_required = tasks_required
+    p.n_tasks = len(tasks)
     p.hooks_sync = plan.get("hooks_sync", False)
     create_hooks = plan.get("create_container_hooks", [])
     p.create_container_hooks = _hooks(arena, create_hooks)
@@ -380,6 +394,12 @@ def spawn(dict plan):
         close(p.console_fd)
     if p.seccomp_listener_fd >= 0:
         close(p.seccomp_listener_fd)
+    if p.cgroup_fd >= 0:
+        close(p.cgroup_fd)
+    if p.cgroup_procs_fd >= 0:
+        close(p.cgroup_procs_fd)
+    for i in range(p.n_tasks):
+        close(p.tasks_fds[i])
     if pid < 0:
         close(sv[0])
         raise OSError(-pid, "clone")

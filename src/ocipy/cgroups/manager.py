@@ -72,6 +72,14 @@ class Manager(abc.ABC):
     def add(self, pid: int) -> None:
         """Put process ``pid`` into the container's cgroup(s)."""
 
+    def self_placement(self) -> tuple[str | None, bool, list[tuple[str, bool]]] | None:
+        """How a new container process enters the cgroup(s) itself instead
+        of by ``add`` (launch.open_placement, child.c join_cgroups): the
+        cgroup2 directory to be cloned into (clone3 CLONE_INTO_CGROUP) and
+        whether that is required, and each v1 hierarchy's ``tasks`` file with
+        the same flag.  None: ``add`` places it (the systemd driver)."""
+        return None
+
     # ---- freezer ----------------------------------------------------------
 
     @abc.abstractmethod

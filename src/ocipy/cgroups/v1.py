@@ -88,6 +88,19 @@ class V1Manager(Manager):
                 raise OcipyError(f"add pid {pid} to {path}", os.strerror(exc.errno or 0).lower(),
                                  errno=exc.errno) from None
 
+    def self_placement(self) -> tuple[str | None, bool, list[tuple[str, bool]]]:
+        # the cgroup2 mount of a hybrid host ("") is best effort, as in add
+        unified = None
+        tasks = []
+        for directory in self._unique_dirs():
+            controllers = [c for c, d in self.dirs.items() if d == directory]
+            if controllers == [""]:
+                unified = directory
+            else:
+                tasks.append((os.path.join(directory, "tasks"),
+                              not all(c in BEST_EFFORT for c in controllers)))
+        return unified, False, tasks
+
     def _apply_devices(self, rules: list[devices.Rule]) -> None:
         self._execute([Write("devices", name, line, "linux.resources.devices")
                        for name, line in devices.v1_lines(rules)])

@@ -99,6 +99,9 @@ class V2Manager(Manager):
             raise OcipyError(f"add pid {pid} to {path}", os.strerror(exc.errno or 0).lower(),
                              errno=exc.errno) from None
 
+    def self_placement(self) -> tuple[str | None, bool, list[tuple[str, bool]]]:
+        return self.dir, True, []
+
     def _apply_devices(self, rules: list[devices.Rule]) -> None:
         try:
             fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
