@@ -1015,6 +1015,46 @@ def test_cpuset_init_fills_a_parent_that_has_cpus_but_no_mems_yet():
                 os.rmdir(directory)
 
 
+@pytest.mark.skipif(not os.path.isfile(f"{CPUSET}/cpuset.cpus"),
+                    reason="no v1 cpuset hierarchy on this host (pure cgroup v2)")
+def test_cpuset_init_copies_each_level_from_the_nearest_filled_one():
+    # two empty levels under the root, the upper one then given cpus "0"
+    # only: each file of each level comes from its nearest filled ancestor
+    from ocipy.cgroups import v1
+
+    top = f"{CPUSET}/ocipy-test-{uuid.uuid4().hex[:8]}"
+    mid, leaf = f"{top}/mid", f"{top}/mid/leaf"
+    os.mkdir(top)
+    try:
+        with open(f"{CPUSET}/cpuset.mems") as f:
+            mems = f.read().strip()
+        os.mkdir(mid)
+        os.mkdir(leaf)
+        v1._init_cpuset_path(leaf)
+        with open(f"{CPUSET}/cpuset.cpus") as f:
+            cpus = f.read().strip()
+        for directory in (top, mid, leaf):
+            with open(f"{directory}/cpuset.cpus") as f:
+                assert f.read().strip() == cpus
+            with open(f"{directory}/cpuset.mems") as f:
+                assert f.read().strip() == mems
+        os.rmdir(leaf)
+        os.rmdir(mid)
+        os.mkdir(mid)
+        with open(f"{mid}/cpuset.cpus", "w") as f:
+            f.write("0")
+        os.mkdir(leaf)
+        v1._init_cpuset_path(leaf)
+        with open(f"{leaf}/cpuset.cpus") as f:
+            assert f.read().strip() == "0"
+        with open(f"{leaf}/cpuset.mems") as f:
+            assert f.read().strip() == mems
+    finally:
+        for directory in (leaf, mid, top):
+            if os.path.isdir(directory):
+                os.rmdir(directory)
+
+
 # ---- how a new process enters its cgroups itself (Manager.self_placement) --------
 
 def test_v1_self_placement_names_each_hierarchys_tasks_once_and_the_cgroup2_dir():

@@ -23,15 +23,38 @@ def write(path: str, value: str) -> None:
         os.close(fd)
 
 
+class Writer:
+    """``write`` for a run of writes: consecutive writes to one file share
+    its fd (devices.allow takes one rule per write, a dozen per create)."""
+
+    def __init__(self) -> None:
+        self._path: str | None = None
+        self._fd = -1
+
+    def write(self, path: str, value: str) -> None:
+        if path != self._path:
+            self.close()
+            self._fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            self._path = path
+        os.write(self._fd, value.encode())
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._path = -1, None
+
+
 def read(path: str) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
         while True:
             chunk = os.read(fd, 65536)
-            if not chunk:
-                break
             chunks.append(chunk)
+            # a short read is the end of a cgroup (seq_file) or /proc file:
+            # no second read for the EOF
+            if len(chunk) < 65536:
+                break
     finally:
         os.close(fd)
     return b"".join(chunks).decode()

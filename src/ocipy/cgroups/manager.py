@@ -194,17 +194,21 @@ class Manager(abc.ABC):
         """Perform the writes in order; see resources.Write.group for the retries."""
         deferred: list[res.Write] = []
         group = 0
-        for write in writes:
-            if write.group != group:
-                for retry in deferred:
-                    self._write(retry, may_defer=False)
-                deferred, group = [], write.group
-            if not self._write(write, may_defer=write.group != 0):
-                deferred.append(write)
-        for retry in deferred:
-            self._write(retry, may_defer=False)
+        writer = files.Writer()
+        try:
+            for write in writes:
+                if write.group != group:
+                    for retry in deferred:
+                        self._write(retry, writer, may_defer=False)
+                    deferred, group = [], write.group
+                if not self._write(write, writer, may_defer=write.group != 0):
+                    deferred.append(write)
+            for retry in deferred:
+                self._write(retry, writer, may_defer=False)
+        finally:
+            writer.close()
 
-    def _write(self, write: res.Write, *, may_defer: bool) -> bool:
+    def _write(self, write: res.Write, writer: files.Writer, *, may_defer: bool) -> bool:
         directory = self._dir_for(write.controller)
         if directory is None:
             raise ConfigError(write.path, f"the {write.controller} cgroup controller is not "
@@ -215,7 +219,7 @@ class Manager(abc.ABC):
         for name, value in choices:
             path = os.path.join(directory, name)
             try:
-                files.write(path, value)
+                writer.write(path, value)
             except FileNotFoundError:
                 continue
             except OSError as exc:

@@ -181,39 +181,38 @@ class V1Manager(Manager):
         return files.read_keyed(os.path.join(directory, "memory.oom_control")).get("oom_kill", 0)
 
 
+_CPUSET_FILES = ("cpuset.cpus", "cpuset.mems")
+
+
 def _init_cpuset_path(leaf: str) -> None:
     """Initialise every empty cpuset from the first filled ancestor down to
-    the leaf (runc's ensureParent): a parent another create made a moment
-    ago may not be filled yet, and a child of an empty cpuset stays empty."""
+    the leaf (runc's ensureParent): a new v1 cpuset starts with no cpus and
+    mems, and no process can join it then (ENOSPC); a parent another create
+    made a moment ago may not be filled yet, and a child of an empty cpuset
+    stays empty.  Each file is read once: going up, and a value copied down
+    is the parent's as read or as just written."""
     chain = []
     directory = leaf
     while True:
         # both files: a parent another create is filling may have its cpus
         # already and its mems not yet (50 parallel creates hit that)
-        values = [files.read_optional(os.path.join(directory, name))
-                  for name in ("cpuset.cpus", "cpuset.mems")]
+        values = [files.read_optional(os.path.join(directory, name)) for name in _CPUSET_FILES]
         if None in values or all(v.strip() for v in values):
             break
-        chain.append(directory)
+        chain.append((directory, values))
         directory = os.path.dirname(directory)
-    for directory in reversed(chain):
-        _inherit_cpuset(directory)
+    inherited = [(v or "").strip() for v in values]
+    for directory, mine in reversed(chain):
+        for i, name in enumerate(_CPUSET_FILES):
+            if mine[i] is None or mine[i].strip():
+                inherited[i] = (mine[i] or "").strip()
+            elif inherited[i]:
+                path = os.path.join(directory, name)
+                try:
+                    files.write(path, inherited[i])
+                except OSError as exc:
+                    raise OcipyError(f"write {inherited[i]} to {path}",
+                                     os.strerror(exc.errno or 0).lower(),
+                                     errno=exc.errno) from None
 
 
-def _inherit_cpuset(directory: str) -> None:
-    """A new v1 cpuset starts with no cpus and mems: copy the parent's (runc's ensureParent).
-
-    Without them no process can join it (ENOSPC).
-    """
-    parent = os.path.dirname(directory)
-    for name in ("cpuset.cpus", "cpuset.mems"):
-        mine = files.read_optional(os.path.join(directory, name))
-        if mine is None or mine.strip():
-            continue
-        value = (files.read_optional(os.path.join(parent, name)) or "").strip()
-        if value:
-            try:
-                files.write(os.path.join(directory, name), value)
-            except OSError as exc:
-                raise OcipyError(f"write {value} to {os.path.join(directory, name)}",
-                                 os.strerror(exc.errno or 0).lower(), errno=exc.errno) from None
