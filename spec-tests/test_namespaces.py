@@ -27,6 +27,30 @@ def test_pid_namespace_makes_the_process_pid_1(runtime, bundle, util):
     assert util.proc_status(pid)["NSpid"].split() == [str(pid), "1"]
 
 
+def test_joining_a_pid_namespace_by_path_makes_a_second_process_there(runtime, bundle,
+                                                                      util):
+    # a pod's containers sharing the sandbox's pid namespace: joining applies
+    # to children only, so the init is forked once more, and `state` (the
+    # front-end's pre-rendered files) reports that process, not the first
+    first = runtime.new_id()
+    runtime.create(first, bundle.sh("exec sleep 1000"))
+    first_pid = runtime.pids[first]
+    bundle.add_namespace("pid", f"/proc/{first_pid}/ns/pid")
+    second = runtime.new_id()
+    runtime.create(second, bundle.sh("exec sleep 1000"))
+    pid = runtime.pids[second]
+    assert runtime.state(second)["pid"] == pid
+    assert util.ns_inode(f"/proc/{pid}/ns/pid") == util.ns_inode(f"/proc/{first_pid}/ns/pid")
+    nspid = util.proc_status(pid)["NSpid"].split()
+    assert nspid[0] == str(pid) and nspid[1] != "1", nspid
+    # the second init's parent is outside the namespace (here, this test's
+    # subreaper): the first init cannot finish dying until it is reaped, as
+    # a shim would at once
+    runtime.delete(second, "--force")
+    runtime.wait(second)
+    runtime.delete(first, "--force")
+
+
 def test_network_namespace_has_only_loopback(runtime, bundle):
     out = runtime.run_ok(bundle, ["cat", "/proc/net/dev"])
     interfaces = [line.split(":")[0].strip() for line in out.splitlines()[2:]]

@@ -157,9 +157,19 @@ def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
         # here on, delete still finds the cgroup to remove
         st.save(path, record)
         host_top = _top_mount(plan["rootfs"]) if plan["host_mount_ns"] else None
+        ahead = []
+
+        def meanwhile(pid: int) -> None:
+            # the state.<status> files while the child sets itself up: the
+            # pid is the init's unless it forks once more (fork_after_ns)
+            if not plan["fork_after_ns"]:
+                st.write_status_files(path, dict(record, pid=pid))
+                ahead.append(pid)
+
         try:
             init = launch(plan, config, on_hooks=runtime_hooks, placement=placement,
-                          on_clone=cgroup.add if placement is None else None)
+                          on_clone=cgroup.add if placement is None else None,
+                          meanwhile=meanwhile)
         except BaseException:
             if plan["host_mount_ns"]:
                 _detach_ours(plan["rootfs"], host_top)
@@ -178,7 +188,7 @@ def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
         record["status"] = "created"
         record["pid"] = init
         record["ocipy"]["init_start"] = info[0] if info else 0
-        st.save(path, record)
+        st.save(path, record, status_files_written=ahead == [init])
         log.step("state: created", t, pid=init)
         if pid_file:
             write_pid_file(pid_file, init)

@@ -88,7 +88,8 @@ def open_placement(placement) -> dict:
         if cgroup2_dir:
             procs = os.path.join(cgroup2_dir, "cgroup.procs")
             try:
-                dir_fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                # O_PATH is enough: clone3 takes the fd raw
+                dir_fd = os.open(cgroup2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 opened.append(dir_fd)
                 procs_fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
                 opened.append(procs_fd)
@@ -96,7 +97,8 @@ def open_placement(placement) -> dict:
                             cgroup_required=cgroup2_required, cgroup2_dir=cgroup2_dir)
             except OSError as e:
                 if cgroup2_required:
-                    raise _placement_error(procs, e) from None
+                    raise _placement_error(cgroup2_dir if len(opened) == 0 else procs,
+                                           e) from None
                 for fd in opened:
                     os.close(fd)
                 opened.clear()
@@ -146,7 +148,7 @@ def _send(sock: int, data: bytes) -> None:
 
 
 def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
-           on_clone=None, placement=None) -> int:
+           on_clone=None, placement=None, meanwhile=None) -> int:
     """Clone the container's process and drive it until it is ready; return its pid.
 
     until_exec: (ocipy exec) also wait until the process has exec'd: the sync
@@ -155,6 +157,7 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
     itself, before anything else, so every allocation is accounted.
     on_clone(pid): called right after clone, before the child may go on: the
     place to put it in its cgroups otherwise (the systemd driver).
+    meanwhile(pid): called once the child may go on, while it sets itself up.
     on_hooks(pid): called when the child's mounts are done and pivot_root is
     next; runs the runtime-namespace hooks and returns the state JSON the
     child hands to its createContainer/startContainer hooks.
@@ -175,16 +178,31 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
         # bind inside the new mount namespace keeps the mounts in config
         # order in mountinfo, which runtime-tools checks.
         mounts = open_bind_sources(mounts)
-    native_plan = dict(plan, joins=open_namespaces(plan.get("joins", []), kinds),
-                       mounts=mounts, trace=log.debug_enabled)
+    joins = open_namespaces(plan.get("joins", []), kinds)
+    native_plan = dict(plan, joins=joins, mounts=mounts, trace=log.debug_enabled)
     if placement is not None:
-        cgroup_keys = open_placement(placement)
+        try:
+            cgroup_keys = open_placement(placement)
+        except BaseException:
+            for fd, _, _ in joins:
+                os.close(fd)
+            for m in mounts:
+                if m.get("source_fd", -1) >= 0:
+                    os.close(m["source_fd"])
+            raise
         native_plan.update(cgroup_keys)
         # for the wording of the child's errors
         plan["cgroup2_dir"] = cgroup_keys.get("cgroup2_dir")
         plan["cgroup_task_paths"] = cgroup_keys["cgroup_task_paths"]
     t = log.clock()
-    pid, sock = native.spawn(native_plan)
+    try:
+        pid, sock = native.spawn(native_plan)
+    except OSError as e:
+        # clone3 refused by the cgroup it was to create the process in
+        if native_plan.get("cgroup2_dir") and e.strerror == "clone":
+            raise OcipyError(f"create the container process in cgroup {plan['cgroup2_dir']}",
+                             os.strerror(e.errno or 0).lower(), errno=e.errno) from None
+        raise
     log.step("clone", t, pid=pid)
     children = {pid}
     try:
@@ -194,6 +212,8 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
             log.step("place in cgroups", t)
         _send(sock, b"G")  # cgroups are in place
         t_ready = t = log.clock()
+        if meanwhile is not None:
+            meanwhile(pid)
         while True:
             msg = native.recv_msg(sock)
             if msg is None:

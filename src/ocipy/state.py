@@ -134,7 +134,9 @@ def _write_atomic(path: str, name: str, data: bytes) -> None:
     os.rename(tmp, os.path.join(path, name))
 
 
-def save(path: str, state: dict) -> None:
+def save(path: str, state: dict, *, status_files_written: bool = False) -> None:
+    """status_files_written: the first save of a create whose state.<status>
+    files write_status_files already wrote, with this state's pid."""
     data = _fastjson.dumps(state).encode()
     if "ocipy" not in state or state.get("status") == "creating":
         _write_atomic(path, STATE_FILE, data)
@@ -151,9 +153,17 @@ def save(path: str, state: dict) -> None:
         # front-end acts on a container only once state.json has left
         # `creating` (until then it hands every call to Python, which says
         # "still being created")
-        _write_status_files(path, state, _write_new)
+        if not status_files_written:
+            _write_status_files(path, state, _write_new)
         _write_atomic(path, STATE_FILE, data)
         _write_atomic(path, FAST_FILE, _fast_text(state))
+
+
+def write_status_files(path: str, state: dict) -> None:
+    """The state.<status> files of a create's first save, ahead of it (while
+    the container's process sets itself up): the front-end reads none of
+    them before save writes `fast`."""
+    _write_status_files(path, state, _write_new)
 
 
 # The native front-end (src/ocipy/_native/frontend.c) answers `state`,

@@ -1188,8 +1188,8 @@ static void enter_namespaces(struct oci_plan *p)
     if ((rest & CLONE_NEWTIME) && p->timens_offsets &&
         write_file("/proc/self/timens_offsets", p->timens_offsets) < 0)
         fail(p, OCI_STEP_TIMENS, errno, -1, p->timens_offsets);
-    /* the parent has put us in our cgroups before it let us start: the
-     * cgroup namespace's root is that cgroup */
+    /* we are in our cgroups by now (join_cgroups, or the parent for the
+     * systemd driver): the cgroup namespace's root is that cgroup */
     if (p->new_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
         fail(p, OCI_STEP_UNSHARE, errno, -1, "cgroup");
 
@@ -1363,14 +1363,17 @@ static void exec_init(struct oci_plan *p)
 }
 
 /* Enter the container's cgroups before anything else, so all we allocate is
- * accounted.  Without a migration of the whole process: its write side of
- * the kernel's global cgroup_threadgroup_rwsem waits for an RCU grace period
- * when none happened lately (8-15 ms measured here), holding cgroup_mutex,
- * which stalls every cgroup operation on the host meanwhile.  cgroup2:
- * clone3(CLONE_INTO_CGROUP) created us there already.  v1: "0" written to a
- * hierarchy's `tasks` moves the calling thread, our only one, without that
- * lock.  The parent opened the files: the kernel checks the opener's
- * credentials, whatever namespaces we are in. */
+ * accounted.  Without the parent migrating us by pid: that takes the write
+ * side of the kernel's global cgroup_threadgroup_rwsem, which waits for an
+ * RCU grace period when none happened lately (8-15 ms measured here) while
+ * holding cgroup_mutex, stalling every cgroup operation on the host.
+ * cgroup2: clone3(CLONE_INTO_CGROUP) created us there already.  v1: "0"
+ * written to a hierarchy's `tasks` moves the calling thread, our only one,
+ * and kernels that skip the rwsem for a thread moving itself (this one does:
+ * 5-50 us after a quiet spell) wait for no grace period; older ones wait as
+ * for cgroup.procs.  Both still take cgroup_mutex, briefly.  The parent
+ * opened the files; we write before changing any namespace or credential,
+ * so the writer's checks (before Linux 5.16) and the opener's agree. */
 static void join_cgroups(struct oci_plan *p)
 {
     if (p->cgroup_procs_fd >= 0) {
@@ -1554,8 +1557,17 @@ int oci_spawn(struct oci_plan *p)
             child_main(p);
             _exit(127);
         }
-        /* refused for whatever reason: the plain clone below, and the child
-         * writes cgroup.procs, which words what was wrong */
+        /* clone3 unusable (no such call, a seccomp profile's EPERM, a kernel
+         * without CLONE_INTO_CGROUP), or a best-effort cgroup: the plain
+         * clone below, and the child writes cgroup.procs.  Otherwise it is
+         * the cgroup's answer (a full pids.max: EAGAIN, which a migration
+         * would not enforce). */
+        if (pid < 0 && p->cgroup_required && errno != ENOSYS && errno != EPERM &&
+            errno != EINVAL && errno != E2BIG) {
+            int refused = errno;
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            return -refused;
+        }
     }
     if (pid < 0)
         pid = (pid_t)syscall(SYS_clone, SIGCHLD | p->clone_flags, NULL, NULL, NULL, NULL);
