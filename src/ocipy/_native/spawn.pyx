@@ -184,8 +184,38 @@ def spawn(dict plan):
     """Clone the container's first process; return (pid, parent's sync socket fd).
 
     Raises OSError when clone itself fails; every later failure of the child
-    arrives as a message on the sync socket.
+    arrives as a message on the sync socket.  Every fd the plan hands in is
+    spawn's from the call on: closed once the child has its copies, or on the
+    way out of any failure before that.
     """
+    owned = _handed_in(plan)
+    try:
+        return _spawn(plan, owned)
+    except BaseException:
+        for fd in owned:
+            close(fd)
+        raise
+
+
+def _handed_in(dict plan) -> list:
+    fds = [fd for fd, _, _ in plan.get("joins", ())]
+    fds += [m["source_fd"] for m in plan.get("mounts", []) if m.get("source_fd", -1) >= 0]
+    for key in ("fifo_fd", "console_fd", "seccomp_listener_fd", "cgroup_fd", "cgroup_procs_fd"):
+        if plan.get(key, -1) >= 0:
+            fds.append(plan[key])
+    fds += [fd for fd, _ in plan.get("cgroup_tasks", [])]
+    return fds
+
+
+cdef int _own_high(list owned, int fd, int floor) except -1:
+    """_high_fd for an fd of ``owned``, which follows it to its new number."""
+    cdef int moved = _high_fd(fd, floor)
+    if moved != fd:
+        owned[owned.index(fd)] = moved
+    return moved
+
+
+def _spawn(dict plan, list owned):
     cdef _Arena arena = _Arena()
     cdef oci_plan *p = <oci_plan *>arena.alloc(1, sizeof(oci_plan))
     cdef int floor = 3 + <int>plan.get("preserve_fds", 0)
@@ -202,7 +232,7 @@ def spawn(dict plan):
     if len(joins) > OCI_MAX_JOINS:
         raise ValueError("too many namespaces to join")
     for i, (fd, nstype, index) in enumerate(joins):
-        p.joins[i].fd = _high_fd(fd, floor)
+        p.joins[i].fd = _own_high(owned, fd, floor)
         p.joins[i].nstype = nstype
         p.joins[i].index = index
     p.n_joins = len(joins)
@@ -212,9 +242,9 @@ def spawn(dict plan):
     p.timens_offsets = arena.s(plan.get("timens_offsets"))
     p.keyring = arena.s(plan.get("keyring"))
     fifo_fd = plan.get("fifo_fd", -1)
-    p.fifo_fd = _high_fd(fifo_fd, floor) if fifo_fd >= 0 else -1
+    p.fifo_fd = _own_high(owned, fifo_fd, floor) if fifo_fd >= 0 else -1
     console_fd = plan.get("console_fd", -1)
-    p.console_fd = _high_fd(console_fd, floor) if console_fd >= 0 else -1
+    p.console_fd = _own_high(owned, console_fd, floor) if console_fd >= 0 else -1
     rows, cols = plan.get("console_size") or (0, 0)
     p.console_rows = rows
     p.console_cols = cols
@@ -234,7 +264,7 @@ def spawn(dict plan):
         m = &p.mounts[i]
         m.source = arena.s(mnt.get("source"))
         source_fd = mnt.get("source_fd", -1)
-        m.source_fd = _high_fd(source_fd, floor) if source_fd >= 0 else -1
+        m.source_fd = _own_high(owned, source_fd, floor) if source_fd >= 0 else -1
         m.dest = arena.s(mnt["dest"])
         m.fstype = arena.s(mnt.get("fstype"))
         m.data = arena.s(mnt.get("data") or None)
@@ -325,19 +355,19 @@ def spawn(dict plan):
             p.seccomp_len = len(seccomp["filter"])
             p.seccomp_flags = seccomp.get("flags", 0)
     listener = plan.get("seccomp_listener_fd", -1)
-    p.seccomp_listener_fd = _high_fd(listener, floor) if listener >= 0 else -1
+    p.seccomp_listener_fd = _own_high(owned, listener, floor) if listener >= 0 else -1
 
     p.trace = plan.get("trace", False)
     cgroup_fd = plan.get("cgroup_fd", -1)
-    p.cgroup_fd = _high_fd(cgroup_fd, floor) if cgroup_fd >= 0 else -1
+    p.cgroup_fd = _own_high(owned, cgroup_fd, floor) if cgroup_fd >= 0 else -1
     procs_fd = plan.get("cgroup_procs_fd", -1)
-    p.cgroup_procs_fd = _high_fd(procs_fd, floor) if procs_fd >= 0 else -1
+    p.cgroup_procs_fd = _own_high(owned, procs_fd, floor) if procs_fd >= 0 else -1
     p.cgroup_required = plan.get("cgroup_required", False)
     tasks = plan.get("cgroup_tasks", [])
     cdef int *tasks_fds = <int *>arena.alloc(len(tasks), sizeof(int))
     cdef unsigned char *tasks_required = <unsigned char *>arena.alloc(len(tasks), 1)
     for i, (fd, required) in enumerate(tasks):
-        tasks_fds[i] = _high_fd(fd, floor)
+        tasks_fds[i] = _own_high(owned, fd, floor)
         tasks_required[i] = 1 if required else 0
     p.tasks_fds = tasks_fds
     p.tasks_required = tasks_required
@@ -382,24 +412,10 @@ def spawn(dict plan):
         pid = oci_spawn(p)
     close(p.sync_fd)
     close(p.init_fd)
-    # spawn owns the fds it was handed: the child has its copies now
-    for i in range(p.n_joins):
-        close(p.joins[i].fd)
-    for i in range(p.n_mounts):
-        if p.mounts[i].source_fd >= 0:
-            close(p.mounts[i].source_fd)
-    if p.fifo_fd >= 0:
-        close(p.fifo_fd)
-    if p.console_fd >= 0:
-        close(p.console_fd)
-    if p.seccomp_listener_fd >= 0:
-        close(p.seccomp_listener_fd)
-    if p.cgroup_fd >= 0:
-        close(p.cgroup_fd)
-    if p.cgroup_procs_fd >= 0:
-        close(p.cgroup_procs_fd)
-    for i in range(p.n_tasks):
-        close(p.tasks_fds[i])
+    # the fds handed in: the child has its copies now
+    for fd in owned:
+        close(fd)
+    owned.clear()
     if pid < 0:
         close(sv[0])
         raise OSError(-pid, "clone")
