@@ -1077,7 +1077,7 @@ def test_v2_self_placement_is_a_required_clone_into_the_leaf(tmp_path):
     assert manager.self_placement() == (str(leaf), True, [])
 
 
-def test_the_systemd_drivers_units_are_placed_by_add_not_by_the_process(tmp_path):
+def test_the_systemd_drivers_new_units_are_placed_by_add_not_by_the_process(tmp_path):
     # systemd moves the process into the unit it starts (add)
     from ocipy.cgroups import systemd
 
@@ -1086,6 +1086,9 @@ def test_the_systemd_drivers_units_are_placed_by_add_not_by_the_process(tmp_path
                                      (str(tmp_path / "nobody"), False))
     assert fs.self_placement() is not None
     assert manager.self_placement() is None
+    # exec into a unit it started: delegated to us, entered as the fs driver's
+    manager.started = True
+    assert manager.self_placement() == fs.self_placement()
 
 
 def test_a_process_refused_by_its_cgroup_names_the_file():

@@ -402,6 +402,12 @@ class SystemdManager(Manager):
         resource_properties(self._resources, self.fs.version, lambda: 1 << 30)
         self._conn = self._connect()
 
+    def self_placement(self) -> tuple[str | None, bool, list[tuple[str, bool]]] | None:
+        # exec into a unit we started: its cgroup is delegated to us, and the
+        # process enters it itself as with the fs driver; a new unit is
+        # systemd's to populate (add)
+        return self.fs.self_placement() if self.started else None
+
     def add(self, pid: int) -> None:
         if self.started:
             self.fs.add(pid)  # exec: the unit's cgroup is delegated to us
