@@ -411,10 +411,25 @@ def test_glib_decodes_every_message_we_encode(glib, body, serial):
         dbus.PATH: _HEADER["path"], dbus.INTERFACE: _HEADER["interface"],
         dbus.MEMBER: _HEADER["member"], dbus.DESTINATION: _HEADER["destination"],
         dbus.SIGNATURE: sig}, values)
-    got = glib.ask(op="decode", blob=message.encode(serial).hex())
-    assert got == {"type": 1, "serial": serial, "signature": sig, **_HEADER,
-                   "body": [_as_glib_json(s, v)
-                            for s, v in zip(dbus.split_signature(sig), values)]}
+    ours = message.encode(serial)
+    got = glib.ask(op="decode", blob=ours.hex())
+    expected = {"type": 1, "serial": serial, "signature": sig, **_HEADER,
+                "body": [_as_glib_json(s, v) for s, v in zip(dbus.split_signature(sig), values)]}
+    if got != expected:
+        # GLib 2.74 misreads some arrays of structs holding signatures, its
+        # own encoding of them included (a(g) [("a{sv}",), ("",)] reads as
+        # one element; jeepney reads both): then GLib must misread its own
+        # message the same way, and our body must be GLib's, byte for byte
+        theirs = bytes.fromhex(glib.ask(op="encode", signature=sig, serial=serial, big=False,
+                                        **_HEADER, values=expected["body"])["blob"])
+        assert glib.ask(op="decode", blob=theirs.hex()) == got
+        assert _body(ours) == _body(theirs), (ours.hex(), theirs.hex())
+
+
+def _body(message: bytes) -> bytes:
+    """A little-endian message's body: its last body-length bytes."""
+    length = int.from_bytes(message[4:8], "little")
+    return message[len(message) - length:] if length else b""
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
