@@ -2,6 +2,7 @@
 before the clone, none of them stays open in the caller."""
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -33,3 +34,30 @@ def test_a_plan_refused_before_the_clone_leaves_none_of_its_fds_open():
         spawn.spawn(plan)
     assert not any(_is_open(fd) for fd in fds)
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def _cgroup2_mount() -> str | None:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[0] == "cgroup2":
+                return left.split()[4]
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or _cgroup2_mount() is None,
+                    reason="needs root and a cgroup2 mount")
+def test_a_required_cgroup2_dir_that_refuses_the_clone_fails_it():
+    # clone3(CLONE_INTO_CGROUP) into a cgroup removed after it was opened:
+    # the kernel's refusal (not "clone3 unusable") is the answer, with no
+    # fallback to a plain clone and a migration, and no process is made
+    path = os.path.join(_cgroup2_mount(), f"ocipy-test-gone-{os.getpid()}")
+    os.mkdir(path)
+    dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    procs_fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+    os.rmdir(path)
+    with pytest.raises(OSError) as err:
+        spawn.spawn({"cgroup_fd": dir_fd, "cgroup_procs_fd": procs_fd, "cgroup_required": True})
+    assert err.value.strerror == "clone"
+    assert err.value.errno == errno.ENOENT
+    assert not _is_open(dir_fd) and not _is_open(procs_fd)
