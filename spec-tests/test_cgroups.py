@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -1071,3 +1072,42 @@ assert lib.seccomp_rule_add(ctx, ERRNO_ENOSYS, nr, 0) == 0
 assert lib.seccomp_load(ctx) == 0
 os.execv({runtime!r}, [{runtime!r}] + sys.argv[1:])
 """
+
+
+@pytest.mark.ocipy_only
+@pytest.mark.skipif(not any(line.split(" - ")[1].startswith("cgroup2")
+                            for line in Path("/proc/self/mountinfo").read_text().splitlines()),
+                    reason="no cgroup2 hierarchy on this host")
+def test_on_a_pure_cgroup2_host_the_process_is_cloned_into_its_cgroup(runtime, bundle, cg,
+                                                                     tmp_path):
+    # a pure cgroup v2 host, seen from a private mount namespace whose
+    # /sys/fs/cgroup is the cgroup2 hierarchy alone: the init is created in
+    # its cgroup (clone3 CLONE_INTO_CGROUP, required), an exec'd process too,
+    # and delete removes it
+    cid = cg.new_id("v2")
+    bundle.linux.pop("cgroupsPath", None)
+    bundle.remove_namespace("cgroup")
+    bundle.write()
+    ocipy = " ".join(runtime.argv())
+    script = tmp_path / "v2.sh"
+    script.write_text(f"""set -e
+mount --make-rprivate /
+umount -l /sys/fs/cgroup
+mount -t cgroup2 none /sys/fs/cgroup
+{ocipy} run -d --bundle {bundle.path} {cid} </dev/null >/dev/null 2>{tmp_path}/err
+pid=$({ocipy} state {cid} | sed -n 's/^ *"pid": \\([0-9]*\\),$/\\1/p')
+grep '^0::' /proc/$pid/cgroup
+{ocipy} exec {cid} cat /proc/self/cgroup | grep '^0::'
+ls /sys/fs/cgroup/ocipy/{cid}/cgroup.procs
+{ocipy} delete --force {cid}
+test ! -e /sys/fs/cgroup/ocipy/{cid} && echo gone
+""")
+    bundle.args = ["sleep", "1000"]
+    bundle.write()
+    proc = subprocess.run(["unshare", "-m", "sh", str(script)], capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr,
+                                  (tmp_path / "err").read_text() if (tmp_path / "err").exists()
+                                  else "")
+    assert proc.stdout.split() == [f"0::/ocipy/{cid}", f"0::/ocipy/{cid}",
+                                   f"/sys/fs/cgroup/ocipy/{cid}/cgroup.procs", "gone"]
