@@ -61,3 +61,25 @@ def test_a_required_cgroup2_dir_that_refuses_the_clone_fails_it():
     assert err.value.strerror == "clone"
     assert err.value.errno == errno.ENOENT
     assert not _is_open(dir_fd) and not _is_open(procs_fd)
+
+
+def test_poll_in_reports_input_and_runs_signal_handlers_while_it_waits():
+    # start's wait on the exec fifo: 0 on timeout, POLLIN (1) with input; a
+    # signal meanwhile runs its Python handler (run forwards signals so)
+    import signal
+
+    r, w = os.pipe()
+    caught = []
+    previous = signal.signal(signal.SIGALRM, lambda sig, frame: caught.append(sig))
+    try:
+        assert spawn.poll_in(r, 10) == 0
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        assert spawn.poll_in(r, 200) == 0
+        assert caught == [signal.SIGALRM]
+        os.write(w, b"x")
+        assert spawn.poll_in(r, 1000) & 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        os.close(r)
+        os.close(w)

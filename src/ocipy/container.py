@@ -367,7 +367,7 @@ def write_pid_file(pid_file: str, pid: int) -> None:
 
 def start(root: str, container_id: str) -> None:
     """Release the init waiting on its exec fifo; return once it has exec'd."""
-    import select
+    from ocipy._native.spawn import poll_in
 
     path, record = st.load(root, container_id)
     handed_over = _start_error_from_frontend(path, record)
@@ -388,12 +388,10 @@ def start(root: str, container_id: str) -> None:
         raise OcipyError(f'start container "{container_id}"',
                          "it was started already") from None
     try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
         received = b""
         released = False
         while True:
-            if not poller.poll(_POLL_MS):
+            if not poll_in(fd, _POLL_MS):
                 if not st.init_alive(record):
                     raise OcipyError(f'start container "{container_id}"',
                                      "its init process exited before it was started")
