@@ -1544,6 +1544,7 @@ int oci_spawn(struct oci_plan *p)
     sigprocmask(SIG_SETMASK, &all, &old);
 
     pid_t pid = -1;
+    int in_cgroup = 0;
     if (p->cgroup_fd >= 0) {
         struct oci_clone_args args;
         memset(&args, 0, sizeof args);
@@ -1551,12 +1552,7 @@ int oci_spawn(struct oci_plan *p)
         args.exit_signal = SIGCHLD;
         args.cgroup = (uint64_t)p->cgroup_fd;
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid == 0) {
-            p->in_cgroup = 1;
-            reset_signals();
-            child_main(p);
-            _exit(127);
-        }
+        in_cgroup = pid >= 0;
         /* clone3 unusable (no such call, a seccomp profile's EPERM, a kernel
          * without CLONE_INTO_CGROUP), or a best-effort cgroup: the plain
          * clone below, and the child writes cgroup.procs.  Otherwise it is
@@ -1572,6 +1568,7 @@ int oci_spawn(struct oci_plan *p)
     if (pid < 0)
         pid = (pid_t)syscall(SYS_clone, SIGCHLD | p->clone_flags, NULL, NULL, NULL, NULL);
     if (pid == 0) {
+        p->in_cgroup = in_cgroup;
         reset_signals();
         child_main(p);
         _exit(127);
