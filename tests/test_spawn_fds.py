@@ -83,3 +83,21 @@ def test_poll_in_reports_input_and_runs_signal_handlers_while_it_waits():
         signal.signal(signal.SIGALRM, previous)
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="open_tree needs root")
+def test_a_launch_refused_before_the_clone_closes_what_it_opened(tmp_path):
+    # a bind source cloned on the host side, then a namespace path that does
+    # not exist: the error, and no fd of either left open
+    from ocipy.errors import ConfigError
+    from ocipy.launch import launch
+
+    plan = {"bind_devices": True,
+            "mounts": [{"is_bind": True, "source": str(tmp_path), "flags": 0, "index": 0,
+                        "dest": "/x"}],
+            "joins": [(str(tmp_path / "no-such-ns"), 0x40000000, 0)]}
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(ConfigError) as err:
+        launch(plan, {})
+    assert err.value.path == "linux.namespaces[0].path"
+    assert set(os.listdir("/proc/self/fd")) <= before

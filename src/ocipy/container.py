@@ -149,7 +149,6 @@ def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
         from ocipy.plan import bind_cgroup_hierarchies
 
         bind_cgroup_hierarchies(plan, cgroup.leaf_dirs())
-        placement = cgroup.self_placement()
         record["ocipy"].pop("cgroup_pending", None)
         record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
                                cgroup_dirs=cgroup.removable_dirs())
@@ -167,8 +166,7 @@ def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
                 ahead.append(pid)
 
         try:
-            init = launch(plan, config, on_hooks=runtime_hooks, placement=placement,
-                          on_clone=cgroup.add if placement is None else None,
+            init = launch(plan, config, on_hooks=runtime_hooks, cgroup=cgroup,
                           meanwhile=meanwhile)
         except BaseException:
             if plan["host_mount_ns"]:
@@ -868,13 +866,9 @@ def exec_process(root: str, container_id: str, process: dict, *, detach: bool = 
     def payload(pid: int) -> bytes:
         return b"{}\0{}\0" + _listener_payload(plan, record, pid)
 
-    cgroup = _cgroup_of(record)
-    placement = cgroup.self_placement() if cgroup is not None else None
-    on_clone = cgroup.add if cgroup is not None and placement is None else None
-
     try:
         pid = launch(plan, exec_config, until_exec=True, on_hooks=payload,
-                     placement=placement, on_clone=on_clone)
+                     cgroup=_cgroup_of(record))
         master = _receive_master(console_ours) if console_ours is not None else None
     finally:
         if console_ours is not None:

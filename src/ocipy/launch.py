@@ -148,15 +148,16 @@ def _send(sock: int, data: bytes) -> None:
 
 
 def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
-           on_clone=None, placement=None, meanwhile=None) -> int:
+           cgroup=None, meanwhile=None) -> int:
     """Clone the container's process and drive it until it is ready; return its pid.
 
     until_exec: (ocipy exec) also wait until the process has exec'd: the sync
     socket is close-on-exec, so EOF after READY means execve succeeded.
-    placement: a Manager.self_placement(): the child enters its cgroups
-    itself, before anything else, so every allocation is accounted.
-    on_clone(pid): called right after clone, before the child may go on: the
-    place to put it in its cgroups otherwise (the systemd driver).
+    cgroup: the container's cgroups.Manager, or None.  The child enters them
+    before anything else, so every allocation is accounted: by itself
+    (Manager.self_placement, see open_placement), or, for a manager that
+    places from outside (the systemd driver's new unit), by its ``add`` right
+    after the clone, before the child may go on.
     meanwhile(pid): called once the child may go on, while it sets itself up.
     on_hooks(pid): called when the child's mounts are done and pivot_root is
     next; runs the runtime-namespace hooks and returns the state JSON the
@@ -178,37 +179,35 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
         # bind inside the new mount namespace keeps the mounts in config
         # order in mountinfo, which runtime-tools checks.
         mounts = open_bind_sources(mounts)
-    joins = open_namespaces(plan.get("joins", []), kinds)
-    native_plan = dict(plan, joins=joins, mounts=mounts, trace=log.debug_enabled)
-    if placement is not None:
-        try:
-            cgroup_keys = open_placement(placement)
-        except BaseException:
-            for fd, _, _ in joins:
-                os.close(fd)
-            for m in mounts:
-                if m.get("source_fd", -1) >= 0:
-                    os.close(m["source_fd"])
-            raise
-        native_plan.update(cgroup_keys)
-        # for the wording of the child's errors
-        plan["cgroup2_dir"] = cgroup_keys.get("cgroup2_dir")
-        plan["cgroup_task_paths"] = cgroup_keys["cgroup_task_paths"]
+    # the plan the child gets, and the one its errors are worded from (the
+    # cgroup files' paths included); every fd in it is spawn's to close,
+    # also when opening the next ones fails here
+    native_plan = dict(plan, joins=[], mounts=mounts, trace=log.debug_enabled)
+    placement = cgroup.self_placement() if cgroup is not None else None
+    try:
+        native_plan["joins"] = open_namespaces(plan.get("joins", []), kinds)
+        if placement is not None:
+            native_plan.update(open_placement(placement))
+    except BaseException:
+        for fd in native.handed_in(native_plan):
+            os.close(fd)
+        raise
     t = log.clock()
     try:
         pid, sock = native.spawn(native_plan)
     except OSError as e:
         # clone3 refused by the cgroup it was to create the process in
         if native_plan.get("cgroup2_dir") and e.strerror == "clone":
-            raise OcipyError(f"create the container process in cgroup {plan['cgroup2_dir']}",
-                             os.strerror(e.errno or 0).lower(), errno=e.errno) from None
+            raise OcipyError(
+                f"create the container process in cgroup {native_plan['cgroup2_dir']}",
+                os.strerror(e.errno or 0).lower(), errno=e.errno) from None
         raise
     log.step("clone", t, pid=pid)
     children = {pid}
     try:
-        if on_clone is not None:
+        if cgroup is not None and placement is None:
             t = log.clock()
-            on_clone(pid)
+            cgroup.add(pid)
             log.step("place in cgroups", t)
         _send(sock, b"G")  # cgroups are in place
         t_ready = t = log.clock()
@@ -242,7 +241,7 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
                 log.step("child ready (namespaces, rootfs, ocipy-init)", t_ready)
                 break
             else:
-                raise child_error(plan, config, step, err, index, detail)
+                raise child_error(native_plan, config, step, err, index, detail)
         if init != pid:
             os.waitpid(pid, 0)  # the intermediate process exits once it forked the init
         if until_exec:
@@ -253,7 +252,7 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
             log.step("execve", t)
             if msg is not None:
                 _, step, err, index, detail, _ = msg
-                raise child_error(plan, config, step, err, index, detail)
+                raise child_error(native_plan, config, step, err, index, detail)
         return init
     except BaseException:
         for child in children:

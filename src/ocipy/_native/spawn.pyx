@@ -219,7 +219,7 @@ def spawn(dict plan):
     spawn's from the call on: closed once the child has its copies, or on the
     way out of any failure before that.
     """
-    owned = _handed_in(plan)
+    owned = handed_in(plan)
     try:
         return _spawn(plan, owned)
     except BaseException:
@@ -228,7 +228,8 @@ def spawn(dict plan):
         raise
 
 
-def _handed_in(dict plan) -> list:
+def handed_in(dict plan) -> list:
+    """The fds a plan hands to spawn (which closes them, whatever happens)."""
     fds = [fd for fd, _, _ in plan.get("joins", ())]
     fds += [m["source_fd"] for m in plan.get("mounts", []) if m.get("source_fd", -1) >= 0]
     for key in ("fifo_fd", "console_fd", "seccomp_listener_fd", "cgroup_fd", "cgroup_procs_fd"):
