@@ -42,14 +42,18 @@ class V1Manager(Manager):
     def _unique_dirs(self) -> list[str]:
         return list(dict.fromkeys(self.dirs.values()))
 
+    def _by_dir(self) -> dict[str, list[str]]:
+        """Each directory with the controllers mounted there (cpu,cpuacct share one)."""
+        by_dir: dict[str, list[str]] = {}
+        for controller, directory in self.dirs.items():
+            by_dir.setdefault(directory, []).append(controller)
+        return by_dir
+
     def _leaf_dirs(self) -> list[str]:
         return self._unique_dirs()
 
     def _make_dirs(self) -> None:
-        by_dir: dict[str, list[str]] = {}
-        for controller, directory in self.dirs.items():
-            by_dir.setdefault(directory, []).append(controller)
-        for directory, controllers in by_dir.items():
+        for directory, controllers in self._by_dir().items():
             try:
                 _path, made = files.make_dirs(self._base(directory), self.inner)
             except OSError as exc:
@@ -77,12 +81,11 @@ class V1Manager(Manager):
     # ---- processes --------------------------------------------------------
 
     def add(self, pid: int) -> None:
-        for directory in self._unique_dirs():
+        for directory, controllers in self._by_dir().items():
             path = os.path.join(directory, "cgroup.procs")
             try:
                 files.write(path, str(pid))
             except OSError as exc:
-                controllers = [c for c, d in self.dirs.items() if d == directory]
                 if all(c in BEST_EFFORT for c in controllers):
                     continue
                 raise OcipyError(f"add pid {pid} to {path}", os.strerror(exc.errno or 0).lower(),
@@ -92,8 +95,7 @@ class V1Manager(Manager):
         # the cgroup2 mount of a hybrid host ("") is best effort, as in add
         unified = None
         tasks = []
-        for directory in self._unique_dirs():
-            controllers = [c for c, d in self.dirs.items() if d == directory]
+        for directory, controllers in self._by_dir().items():
             if controllers == [""]:
                 unified = directory
             else:
