@@ -52,8 +52,8 @@ def test_the_front_ends_files_appear_before_their_gate_and_are_replaced_atomical
                         lambda p, name, data: (writes.append(("new", name)),
                                                real_new(p, name, data)))
     monkeypatch.setattr(st, "_write_atomic",
-                        lambda p, name, data: (writes.append(("rename", name)),
-                                               real_atomic(p, name, data)))
+                        lambda p, name, data, **kw: (writes.append(("rename", name)),
+                                                     real_atomic(p, name, data, **kw)))
     created = record(os.getpid(), start_of(os.getpid()))
     st.save(path, created)
     # state.json before the gate: until it says created, the front-end
@@ -65,6 +65,69 @@ def test_the_front_ends_files_appear_before_their_gate_and_are_replaced_atomical
     assert writes == [("rename", f"state.{s}") for s in st.FAST_STATUSES] + [
         ("rename", st.FAST_FILE), ("rename", st.STATE_FILE)]
     assert not [n for n in os.listdir(path) if n.startswith(".")]  # no temp file left
+
+
+def test_a_replaced_state_file_is_a_new_file_swapped_in(tmp_path):
+    # a reader that opened the old state.json reads it whole; the path gives
+    # the new one; nothing temporary is left (the old file went by exchange)
+    path = st.make_dir(str(tmp_path / "root"), "c1", {"a": 0})
+    target = os.path.join(path, st.STATE_FILE)
+    with open(target, "rb") as old:
+        inode = os.fstat(old.fileno()).st_ino
+        st.save(path, {"a": 1})
+        assert old.read() == b'{"a":0}'
+        assert os.fstat(old.fileno()).st_nlink == 0
+    assert os.stat(target).st_ino != inode
+    assert st.load(str(tmp_path / "root"), "c1")[1] == {"a": 1}
+    assert os.listdir(path) == [st.STATE_FILE]
+
+
+@pytest.mark.parametrize("errno_name", ["EINVAL", "ENOSYS", "ENOENT"])
+def test_a_state_file_is_renamed_into_place_where_it_cannot_be_exchanged(
+        tmp_path, monkeypatch, errno_name):
+    import errno
+
+    from ocipy._native import spawn
+
+    def refuse(a, b):
+        raise OSError(getattr(errno, errno_name), "refused")
+
+    monkeypatch.setattr(spawn, "exchange", refuse)
+    path = st.make_dir(str(tmp_path / "root"), "c1", {"a": 0})
+    st.save(path, {"a": 1})
+    assert st.load(str(tmp_path / "root"), "c1")[1] == {"a": 1}
+    assert os.listdir(path) == [st.STATE_FILE]
+
+
+def test_a_failed_exchange_fails_the_save_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    from ocipy._native import spawn
+
+    def refuse(a, b):
+        raise OSError(errno.EIO, "refused")
+
+    monkeypatch.setattr(spawn, "exchange", refuse)
+    path = st.make_dir(str(tmp_path / "root"), "c1", {"a": 0})
+    with pytest.raises(OSError):
+        st.save(path, {"a": 1})
+    assert st.load(str(tmp_path / "root"), "c1")[1] == {"a": 0}
+    assert os.listdir(path) == [st.STATE_FILE]
+
+
+def test_exchange_swaps_two_files_and_needs_both(tmp_path):
+    import errno
+
+    from ocipy._native import spawn
+
+    (tmp_path / "a").write_text("A")
+    (tmp_path / "b").write_text("B")
+    spawn.exchange(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert (tmp_path / "a").read_text() == "B" and (tmp_path / "b").read_text() == "A"
+    with pytest.raises(OSError) as info:
+        spawn.exchange(str(tmp_path / "a"), str(tmp_path / "missing"))
+    assert info.value.errno == errno.ENOENT
+    assert (tmp_path / "a").read_text() == "B"
 
 
 def test_stale_temporary_dirs_of_a_killed_create_are_cleared(tmp_path):
