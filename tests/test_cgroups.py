@@ -1102,3 +1102,28 @@ def test_a_process_refused_by_its_cgroup_names_the_file():
         "add the container process to /cg/memory/ocipy/c1/tasks: permission denied"
     assert str(child_error(plan, {}, step, errno.EBUSY, -1, "cgroup.procs")) == \
         "add the container process to /cg2/ocipy/c1/cgroup.procs: device or resource busy"
+
+
+# ---- the default parent /ocipy stays for the next container ------------------------
+
+@pytest.mark.parametrize("inner, kept", [
+    ("/ocipy/c1", True),            # no cgroupsPath: the default parent
+    ("/ocipy/c1/", True),
+    ("/elsewhere/c1", False),       # a cgroupsPath's parents go with the container
+    ("/ocipy/a/c1", False),         # /ocipy/a is that path's own
+])
+def test_a_created_container_keeps_only_the_default_parent(inner, kept):
+    from ocipy import container
+    from ocipy.cgroups.v1 import V1Manager
+
+    inner = inner.rstrip("/")
+    top = inner.rsplit("/", 1)[0]
+    parents = [f"/cg/{h}{p}" for h in ("memory", "pids")
+               for p in ("/" + top.split("/")[1], top) if p != "/"]
+    leaves = [f"/cg/{h}{inner}" for h in ("memory", "pids")]
+    manager = V1Manager(inner, {"memory": leaves[0], "pids": leaves[1]},
+                        list(dict.fromkeys(parents)) + leaves)
+    container._keep_default_parent(manager)
+    defaults = {f"/cg/{h}/ocipy" for h in ("memory", "pids")} if kept else set()
+    assert set(manager.removable_dirs()) == set(parents + leaves) - defaults
+    assert set(V1Manager.from_doc(manager.to_state()).created) == set(parents + leaves) - defaults

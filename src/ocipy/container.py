@@ -181,7 +181,9 @@ def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
             record["ocipy"]["host_mount"] = [plan["rootfs"], _top_mount(plan["rootfs"])]
         t = log.clock()
         # the systemd driver knows its unit only now
-        record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file())
+        _keep_default_parent(cgroup)
+        record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
+                               cgroup_dirs=cgroup.removable_dirs())
         info = st.proc_start_time(init)
         record["status"] = "created"
         record["pid"] = init
@@ -216,22 +218,18 @@ def _destroy_cgroup(cgroup) -> None:
         cgroup.destroy()
     except OcipyError:
         pass  # best effort on an error path: the original error matters more
-    _remove_default_parent(cgroup)
 
 
-def _remove_default_parent(cgroup) -> None:
-    """The default cgroups live under /ocipy, made by whichever container came
-    first: the last one out removes it once empty (ENOTEMPTY/EBUSY: others
-    remain; a create racing us re-makes it, make_dirs retries)."""
+def _keep_default_parent(cgroup) -> None:
+    """Containers without linux.cgroupsPath live in /ocipy/<id>: that parent,
+    once made, stays for the next ones, as Docker's /docker does (making and
+    removing it with each container cost a create and a delete two dozen
+    cgroup mkdirs and rmdirs on a v1 host).  A create that fails still
+    removes the one it made: only a container that was created keeps it."""
     from ocipy.cgroups.paths import DEFAULT_PARENT
 
-    if os.path.dirname(cgroup.inner.rstrip("/")) != DEFAULT_PARENT:
-        return
-    for leaf in cgroup.leaf_dirs():
-        try:
-            os.rmdir(os.path.dirname(leaf))
-        except OSError:
-            pass
+    if os.path.dirname(cgroup.inner.rstrip("/")) == DEFAULT_PARENT:
+        cgroup.keep({os.path.dirname(leaf) for leaf in cgroup.leaf_dirs()})
 
 
 def _top_mount(path: str) -> int:
@@ -610,7 +608,6 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
             cgroup.thaw()  # a frozen process cannot die
         _kill_leftovers(cgroup)
         cgroup.destroy()
-        _remove_default_parent(cgroup)
         log.step("remove cgroups", t)
     host_mount = record["ocipy"].get("host_mount")
     if host_mount and _top_mount(host_mount[0]) == host_mount[1]:

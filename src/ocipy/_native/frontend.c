@@ -29,12 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#ifndef STATX_BASIC_STATS
-#include <linux/stat.h> /* struct statx where libc has none (musl < 1.2.5) */
-#endif
-#ifndef STATX_ATTR_MOUNT_ROOT
-#define STATX_ATTR_MOUNT_ROOT 0x2000 /* musl >= 1.2.5 has statx but not its attributes */
-#endif
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -682,28 +676,14 @@ static int is_created_parent(char **dirs, int n, const char *dir)
     return 0;
 }
 
-/* The root of a mounted cgroup hierarchy (statx STATX_ATTR_MOUNT_ROOT, 5.8+;
- * an older kernel says no, and the empty parent stays). */
-static int is_mount_root(const char *dir)
-{
-    struct statx stx;
-
-    /* the raw call: musl (the static build, setup.py) has no statx() */
-    if (syscall(SYS_statx, AT_FDCWD, dir, AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &stx) < 0)
-        return 0;
-    return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)
-        && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-}
-
-/* container.delete's cgroup part for a stopped container: Manager.destroy,
- * then _remove_default_parent.  Anything Python would retry or word (a
- * leaf still busy with exiting processes or with cgroups of its own below,
- * any other error) hands over before a state file is gone, so the state
- * survives for Python. */
+/* container.delete's cgroup part for a stopped container: Manager.destroy.
+ * Anything Python would retry or word (a leaf still busy with exiting
+ * processes or with cgroups of its own below, any other error) hands over
+ * before a state file is gone, so the state survives for Python. */
 static void remove_cgroups(char *line)
 {
     static char *dirs[MAX_CGROUP_DIRS];
-    char parent[PATH_MAX], *dir, *save = NULL, *slash;
+    char *dir, *save = NULL;
     int n = 0, i;
 
     for (dir = strtok_r(line, " ", &save); dir; dir = strtok_r(NULL, " ", &save)) {
@@ -721,25 +701,6 @@ static void remove_cgroups(char *line)
         if ((errno == EBUSY || errno == ENOTEMPTY) && is_created_parent(dirs, n, dirs[i]))
             continue;
         hand_over();
-    }
-    /* _remove_default_parent: the last container out removes the default
-     * parent, /ocipy at the root of each hierarchy, once empty; best effort */
-    for (i = 0; i < n; i++) {
-        if (is_created_parent(dirs, n, dirs[i]) || strlen(dirs[i]) >= sizeof parent)
-            continue;
-        strcpy(parent, dirs[i]);
-        slash = strrchr(parent, '/');
-        if (!slash || slash == parent)
-            continue;
-        *slash = '\0';
-        slash = strrchr(parent, '/');
-        if (!slash || slash == parent || strcmp(slash, "/ocipy") != 0)
-            continue;
-        *slash = '\0';
-        if (is_mount_root(parent)) {
-            *slash = '/';
-            rmdir(parent);
-        }
     }
 }
 

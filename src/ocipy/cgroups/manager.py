@@ -116,6 +116,11 @@ class Manager(abc.ABC):
         """The container's own cgroup directory in each hierarchy."""
         return self._leaf_dirs()
 
+    def keep(self, dirs: set[str]) -> None:
+        """Leave ``dirs``, parents made for every container that follows,
+        out of what ``destroy`` removes (container.create: /ocipy)."""
+        self.created = [d for d in self.created if d not in dirs]
+
     def removable_dirs(self) -> list[str]:
         """The directories ``destroy`` would remove, deepest first (for state.py's fast file)."""
         return sorted(self.created, key=lambda d: d.count("/"), reverse=True)
