@@ -1127,3 +1127,26 @@ def test_a_created_container_keeps_only_the_default_parent(inner, kept):
     defaults = {f"/cg/{h}/ocipy" for h in ("memory", "pids")} if kept else set()
     assert set(manager.removable_dirs()) == set(parents + leaves) - defaults
     assert set(V1Manager.from_doc(manager.to_state()).created) == set(parents + leaves) - defaults
+
+
+# ---- files.make_dirs: what it made is what delete may remove -----------------------
+
+def test_make_dirs_reports_only_the_directories_it_made(tmp_path):
+    mount = str(tmp_path)
+    assert files.make_dirs(mount, "/ocipy/c1") == (
+        f"{mount}/ocipy/c1", [f"{mount}/ocipy", f"{mount}/ocipy/c1"])
+    # the parent there: the leaf alone, in one mkdir
+    assert files.make_dirs(mount, "/ocipy/c2") == (f"{mount}/ocipy/c2", [f"{mount}/ocipy/c2"])
+    # all there: nothing is ours
+    assert files.make_dirs(mount, "/ocipy/c2") == (f"{mount}/ocipy/c2", [])
+    assert files.make_dirs(mount, "/a/b/c")[1] == [f"{mount}/a", f"{mount}/a/b", f"{mount}/a/b/c"]
+    assert files.make_dirs(mount, "/top") == (f"{mount}/top", [f"{mount}/top"])
+    assert files.make_dirs(mount, "top") == (f"{mount}/top", [])
+    assert sorted(os.listdir(mount)) == ["a", "ocipy", "top"]
+
+
+def test_make_dirs_on_a_file_in_the_way_makes_nothing(tmp_path):
+    (tmp_path / "ocipy").write_text("")
+    with pytest.raises(NotADirectoryError):
+        files.make_dirs(str(tmp_path), "/ocipy/c1")
+    assert os.listdir(tmp_path) == ["ocipy"]

@@ -114,6 +114,17 @@ def make_dirs(mountpoint: str, inner: str) -> tuple[str, list[str]]:
     created.
     """
     parts = [p for p in inner.strip("/").split("/") if p]
+    if len(parts) > 1:
+        # the usual case first: the parents exist (/ocipy stays once made),
+        # so one mkdir instead of one per component
+        full = os.path.join(mountpoint, *parts)
+        try:
+            os.mkdir(full, 0o755)
+            return full, [full]
+        except FileExistsError:
+            return full, []
+        except FileNotFoundError:
+            pass  # a parent to make: one component at a time
     attempt = 0
     while True:
         current = mountpoint
