@@ -261,6 +261,13 @@ def _mountinfo() -> list[tuple[str, str]]:
     return mounts
 
 
+def default_cgroup_parents() -> set[str]:
+    """ocipy's default cgroup parent, /ocipy, in each cgroup hierarchy where
+    it exists: it stays once a container was created in it."""
+    points = {point for point, fstype in _mountinfo() if fstype in ("cgroup", "cgroup2")}
+    return {p for p in (os.path.join(m, "ocipy") for m in points) if os.path.isdir(p)}
+
+
 def prepare_cgroups_for_crun() -> str:
     """crun 1.8 refuses a hybrid cgroup layout while any controller is still
     attached to the v2 hierarchy; on this host that is hugetlb. The documented
@@ -357,6 +364,7 @@ class Bench:
         self.reference: list[float] = []
         self.rss_wrapper: list[str] | None = None
         self.bytecode = ""
+        self.cgroup_parents = default_cgroup_parents()  # not ours to remove
 
     def call(self, rt: Runtime, *args: str, keep_stderr: bool = False,
              rss_wrapper: list[str] | None = None) -> Call:
@@ -476,6 +484,12 @@ class Bench:
             except (ChildProcessError, ProcessLookupError):
                 pass
         reap_all_children()
+        # the default parents our containers made, once empty: the host as it was
+        for path in default_cgroup_parents() - self.cgroup_parents:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
 
 
 def bytecode_note(ocipy: str) -> str:
