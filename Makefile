@@ -75,8 +75,9 @@ $(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
 
 # .venv/bin/ocipy is the native front-end (src/ocipy/_native/frontend.c): it
 # answers state/start/kill/delete itself when it can and hands everything else
-# to the Python launcher, .venv/bin/ocipy-py.  It is built after pip, which
-# writes a console script of its own at .venv/bin/ocipy.
+# to the Python launcher, .venv/bin/ocipy-py (embedded CPython,
+# src/ocipy/_native/launcher.c, built by ocipy/launcher.py).  It is built
+# after pip, which writes a console script of its own at .venv/bin/ocipy.
 $(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) setup.py pyproject.toml \
                 src/ocipy/launcher.py tools/cc-static
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .

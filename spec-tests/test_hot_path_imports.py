@@ -17,7 +17,8 @@ import pytest
 
 pytestmark = pytest.mark.ocipy_only
 
-LAUNCHER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ocipy-py"
+REPO = Path(__file__).resolve().parent.parent
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 # builtin or tiny modules only (not even os: see ocipy/_os.py): stat's C
 # module, errno names, fd flags, the signal forwarding and the socketpair of
 # `run`, JSON in C, the switch of the cycle collector (__main__.py).  Not
@@ -48,13 +49,18 @@ def _interpreter_start_up(tmp: Path) -> set[str]:
 
 @pytest.fixture
 def traced(tmp_path: Path, runtime):
-    """The runtime run as `python -X importtime` on the launcher, its report
-    (stderr, where a created init's stderr goes too) appended to a file."""
-    if not LAUNCHER.exists():
-        pytest.fail("no Python launcher: run make setup")
+    """The runtime run as `python -X importtime` on the launcher's code (the
+    script form: .venv/bin/ocipy-py, the embedded form, runs the same code
+    but takes no -X option), its report (stderr, where a created init's
+    stderr goes too) appended to a file."""
+    if not VENV_PYTHON.exists():
+        pytest.fail("no virtualenv: run make setup")
+    launcher = tmp_path / "ocipy-py"
+    subprocess.run([str(VENV_PYTHON), "-m", "ocipy.launcher", "--script", str(launcher)],
+                   check=True, timeout=60)
     report = tmp_path / "imports"
     wrapper = tmp_path / "ocipy-traced"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -X importtime -I -S {LAUNCHER} "
+    wrapper.write_text(f"#!/bin/sh\nexec {VENV_PYTHON} -X importtime -I -S {launcher} "
                        f"\"$@\" 2>>{report}\n")
     wrapper.chmod(0o755)
     traced_rt = type(runtime)(str(wrapper), runtime.root, tmp_path / "traced-io")

@@ -24,10 +24,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "src" / "ocipy" / "_native" / "frontend.c"
-# today's Python launcher; once the Makefile installs the front-end as
-# .venv/bin/ocipy, the launcher is .venv/bin/ocipy-py
-LAUNCHER = next((p for p in (REPO / ".venv/bin/ocipy-py", REPO / ".venv/bin/ocipy")
-                 if p.exists() and p.read_bytes()[:2] == b"#!"), None)
+# the Python launcher make setup installs (ocipy/launcher.py: the embedded
+# program, or the script where that cannot be built)
+LAUNCHER = REPO / ".venv/bin/ocipy-py"
+LAUNCHER = LAUNCHER if LAUNCHER.exists() else None
 ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
 TIMEOUT = 20
 PR_SET_CHILD_SUBREAPER = 36

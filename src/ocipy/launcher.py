@@ -5,6 +5,11 @@ good part of it: it scans site-packages and runs every .pth file there
 (setuptools' among them).  The launcher runs the interpreter with -I -S and
 lists the directories site would have added itself, so `ocipy state` starts
 with nothing but the standard library's frozen modules loaded.
+
+Where it can, it installs that launcher as a program instead of a script:
+CPython embedded (src/ocipy/_native/launcher.c, libpython linked
+statically) running the same code, with the modules start-up reads from
+disk frozen in (`python -m ocipy.launcher --script PATH` writes the script).
 """
 from __future__ import annotations
 
@@ -16,11 +21,16 @@ _TEMPLATE = """#!{python} -IS
 # argument: a shebang passes one) skips the site module; these are the paths it
 # would have added: ocipy's first, site-packages after the standard library,
 # where site puts them (the hot path imports nothing from site-packages, and
-# its standard-library imports never search there).  ocipy's own modules
+# its standard-library imports never search there).  The extension modules'
+# directory goes before the standard library's: the hot path's one module
+# from there, _json, is then found without listing the ~200 names of the
+# other (the two hold no module of the same name).  ocipy's own modules
 # then load straight from their .pyc files (ocipy/_pycfinder.py).
 import sys
-sys.path.insert(0, {package_parent!r})
-sys.path.extend({site_packages!r})
+_dynload = [p for p in sys.path if p.endswith("/lib-dynload")]
+sys.path[:] = [{package_parent!r}, *_dynload, *[p for p in sys.path if p not in _dynload],
+               *{site_packages!r}]
+del _dynload
 from ocipy._pycfinder import install
 install()
 from ocipy.__main__ import main
@@ -42,15 +52,118 @@ def launcher_source() -> str:
                             site_packages=site_packages)
 
 
-def install(path: str) -> None:
+# What the interpreter imports from the standard library's directory before
+# the boot code's first line, and __future__, which every ocipy module
+# imports: frozen into the embedded launcher (the codecs are what start-up
+# looks up for the file system and the standard streams, UTF-8 or, in the C
+# locale, ASCII; any other codec still loads from the directory).
+FROZEN = ("encodings", "encodings.aliases", "encodings.utf_8", "encodings.ascii",
+          "__future__")
+
+
+def _c_wide(text: str) -> str:
+    """A C wchar_t array initializer for text (code points, surrogate
+    escapes included, as CPython's wide strings hold them)."""
+    return "{" + ", ".join(str(ord(c)) for c in text) + ", 0}"
+
+
+def _c_bytes(data: bytes) -> str:
+    return "{" + ",".join(str(b) for b in data) + "}"
+
+
+def embedded_header(boot: str | None = None) -> str:
+    """launcher_gen.h for src/ocipy/_native/launcher.c (see there); boot:
+    other code than the launcher's (the tests' probes)."""
+    import importlib.util
+    import marshal
+
+    if boot is None:
+        boot = launcher_source()
+    lines = [
+        "/* Written by ocipy/launcher.py (embedded_header) at build time. */",
+        f"static const wchar_t OCIPY_EXECUTABLE[] = {_c_wide(sys.executable)};",
+        f"static const wchar_t OCIPY_BOOT[] = {_c_wide(boot)};",
+    ]
+    entries = []
+    for index, name in enumerate(FROZEN):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or not os.path.isfile(spec.origin):
+            raise OSError(f"no source for {name} to freeze")
+        with open(spec.origin, "rb") as f:
+            code = compile(f.read(), spec.origin, "exec", dont_inherit=True)
+        data = marshal.dumps(code)
+        package = int(spec.submodule_search_locations is not None)
+        lines.append(f"static const unsigned char ocipy_frozen_{index}[] = {_c_bytes(data)};")
+        entries.append(f'    {{"{name}", ocipy_frozen_{index}, {len(data)}, {package}, NULL}},')
+    lines += ["static const struct _frozen ocipy_frozen[] = {", *entries,
+              "    {NULL, NULL, 0, 0, NULL},", "};", ""]
+    return "\n".join(lines)
+
+
+def build_embedded(path: str, boot: str | None = None) -> None:
+    """Compile the embedded launcher to path (running boot instead of the
+    launcher's code if given); OSError or CalledProcessError when this
+    interpreter gives no way to (no static libpython, no C compiler, no
+    launcher.c in a non-editable install)."""
+    import shutil
+    import subprocess
+    import sysconfig
+    import tempfile
+
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native", "launcher.c")
+    library = os.path.join(sysconfig.get_config_var("LIBPL") or "",
+                           sysconfig.get_config_var("LIBRARY") or "")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    for needed, what in ((source, "launcher.c"), (library, "a static libpython")):
+        if not os.path.isfile(needed):
+            raise OSError(f"no {what} at {needed}")
+    if cc is None:
+        raise OSError("no C compiler")
+    libs = " ".join(sysconfig.get_config_var(k) or "" for k in ("MODLIBS", "LIBS", "SYSLIBS"))
+    with tempfile.TemporaryDirectory(prefix="ocipy-launcher-") as tmp:
+        with open(os.path.join(tmp, "launcher_gen.h"), "w") as f:
+            f.write(embedded_header(boot))
+        out = os.path.join(tmp, "ocipy-py")
+        # -no-pie: libpython.a is not position-independent code;
+        # -export-dynamic: extension modules link against its symbols
+        subprocess.run([cc, "-O2", "-Wall", "-no-pie", "-o", out,
+                        "-I", sysconfig.get_paths()["include"], "-I", tmp, source, library,
+                        *libs.split(), "-Wl,--export-dynamic"],
+                       check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        os.chmod(out, 0o755)
+        shutil.move(out, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
+
+
+def install(path: str, *, script: bool = False) -> str:
+    """Install the launcher at path: the embedded program where it can be
+    built (unless script), the script otherwise.  Returns which: "embedded"
+    or "script"."""
+    if not script:
+        import subprocess
+
+        try:
+            build_embedded(path)
+            return "embedded"
+        except (OSError, subprocess.CalledProcessError) as exc:
+            why = getattr(exc, "output", None) or exc
+            if isinstance(why, bytes):
+                why = why.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+                why = why[0]
+            print(f"ocipy.launcher: the embedded launcher was not built ({why}); "
+                  "installing the script launcher", file=sys.stderr)
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         f.write(launcher_source())
     os.chmod(tmp, 0o755)
     os.replace(tmp, path)
+    return "script"
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m ocipy.launcher PATH")
-    install(sys.argv[1])
+    args = sys.argv[1:]
+    script = "--script" in args
+    args = [a for a in args if a != "--script"]
+    if len(args) != 1:
+        sys.exit("usage: python -m ocipy.launcher [--script] PATH")
+    install(args[0], script=script)

@@ -1,0 +1,85 @@
+/*
+ * The Python launcher as a program of its own: .venv/bin/ocipy-py, which the
+ * native front-end (frontend.c) execs for everything it does not answer.
+ *
+ * It is CPython embedded (libpython linked statically) running the same
+ * boot code as the script launcher (ocipy/launcher.py, launcher_source):
+ * the interpreter is configured as `python -I -S` configures it, then the
+ * code puts ocipy's paths on sys.path, installs ocipy._pycfinder and calls
+ * ocipy.__main__.main.  What it saves over `#!python -IS` + the script, about
+ * 0.5 ms of every Python-path call on the test VM:
+ *
+ * - the encodings package and the two codecs start-up needs (utf-8 and its
+ *   aliases) and __future__ (which every ocipy module imports) are frozen
+ *   into the binary: start-up no longer lists /usr/lib/python3.11 and its
+ *   encodings directory and reads four .pyc files.  They keep their
+ *   __file__ and __path__ (CPython resolves frozen modules against the
+ *   standard library directory), so every other codec still loads from
+ *   there;
+ * - no #! script: no second program for the kernel to set up and no source
+ *   to compile.
+ *
+ * launcher_gen.h is written at build time (launcher.py, embedded_header):
+ * OCIPY_EXECUTABLE (sys.executable: the virtualenv's python, as for the
+ * script), OCIPY_BOOT (the boot code) and ocipy_frozen[] (the frozen
+ * modules, compiled by the interpreter whose libpython is linked here).
+ * Where this cannot be built, launcher.py installs the script instead.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "launcher_gen.h"
+
+static void __attribute__((noreturn)) fail(PyStatus status, PyConfig *config)
+{
+    if (config)
+        PyConfig_Clear(config);
+    Py_ExitStatusException(status);
+}
+
+int main(int argc, char **argv)
+{
+    PyPreConfig preconfig;
+    PyConfig config;
+    PyStatus status;
+
+    PyImport_FrozenModules = ocipy_frozen;
+
+    /* `python -I`: the locale and UTF-8 mode as python3 chooses them, no
+     * environment variable read */
+    PyPreConfig_InitPythonConfig(&preconfig);
+    preconfig.parse_argv = 0;
+    preconfig.isolated = 1;
+    preconfig.use_environment = 0;
+    status = Py_PreInitialize(&preconfig);
+    if (PyStatus_Exception(status))
+        fail(status, NULL);
+
+    /* `-I -S`, the argv as given (sys.argv[1:] is the command line), and
+     * the boot code run as `-c` runs its code (Py_RunMain: exit status,
+     * SystemExit and KeyboardInterrupt as python3 handles them) */
+    PyConfig_InitPythonConfig(&config);
+    config.isolated = 1;
+    config.use_environment = 0;
+    config.user_site_directory = 0;
+    config.safe_path = 1;
+    config.site_import = 0;
+    config.parse_argv = 0;
+    status = PyConfig_SetString(&config, &config.program_name, OCIPY_EXECUTABLE);
+    if (PyStatus_Exception(status))
+        fail(status, &config);
+    status = PyConfig_SetString(&config, &config.executable, OCIPY_EXECUTABLE);
+    if (PyStatus_Exception(status))
+        fail(status, &config);
+    status = PyConfig_SetString(&config, &config.run_command, OCIPY_BOOT);
+    if (PyStatus_Exception(status))
+        fail(status, &config);
+    status = PyConfig_SetBytesArgv(&config, argc, argv);
+    if (PyStatus_Exception(status))
+        fail(status, &config);
+    status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status))
+        fail(status, NULL);
+    return Py_RunMain();
+}

@@ -1,0 +1,149 @@
+"""The Python launcher, .venv/bin/ocipy-py (ocipy/launcher.py): the embedded
+program (src/ocipy/_native/launcher.c) must behave as the script launcher,
+`python -I -S` on the same code, does."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ocipy import launcher
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALLED = REPO / ".venv" / "bin" / "ocipy-py"
+
+# what a probe reports: the interpreter's set-up as the boot code sees it
+FACTS = """\
+import codecs, encodings, json, sys, __future__
+flags = sys.flags
+print(json.dumps({
+    "argv": sys.argv[1:], "executable": sys.executable, "path": sys.path,
+    "flags": [flags.isolated, flags.no_site, flags.safe_path, flags.ignore_environment,
+              flags.no_user_site, flags.utf8_mode, flags.dont_write_bytecode,
+              flags.optimize, flags.dev_mode],
+    "fs": [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()],
+    "stdio": [sys.stdin.encoding, sys.stdout.encoding, sys.stdout.errors],
+    "encodings_path": list(encodings.__path__), "future_file": __future__.__file__,
+    "codecs": [codecs.lookup(n).name for n in ("cp1252", "utf-16", "idna", "latin-1")],
+}))
+"""
+
+
+def _script(tmp_path: Path, boot: str) -> list[str]:
+    """The script launcher's way to run boot: python -I -S on a file."""
+    path = tmp_path / "probe.py"
+    path.write_text(boot)
+    return [sys.executable, "-I", "-S", str(path)]
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("launcher") / "probe"
+    launcher.build_embedded(str(out), boot=FACTS)
+    return out
+
+
+@pytest.mark.parametrize("env", [
+    {},  # what the bench and containerd's shim give: PATH at most
+    {"PATH": "/usr/bin:/bin", "LANG": "C"},
+    {"LC_ALL": "C.UTF-8"},
+    {"PYTHONPATH": "/nowhere", "PYTHONUTF8": "0", "PYTHONDONTWRITEBYTECODE": "1",
+     "PYTHONOPTIMIZE": "2", "PYTHONHOME": "/nowhere"},  # -I: none of these count
+])
+def test_the_embedded_launcher_sets_python_up_as_python_dash_i_s(probe, tmp_path, env):
+    embedded = subprocess.run([str(probe), "create", "x y"], env=env, capture_output=True,
+                              text=True, timeout=30, check=True)
+    script = subprocess.run(_script(tmp_path, FACTS) + ["create", "x y"], env=env,
+                            capture_output=True, text=True, timeout=30, check=True)
+    ours, theirs = json.loads(embedded.stdout), json.loads(script.stdout)
+    # sys.executable: the script's is the interpreter running it, the
+    # embedded one's the virtualenv's python, as with the installed script
+    assert ours.pop("executable") == sys.executable
+    theirs.pop("executable")
+    assert ours == theirs
+    assert ours["argv"] == ["create", "x y"]
+    assert ours["future_file"].endswith("/__future__.py")
+    assert ours["codecs"] == ["cp1252", "utf-16", "idna", "iso8859-1"]
+
+
+@pytest.mark.parametrize("boot", [
+    "import sys; sys.exit(3)",
+    "raise RuntimeError('boom')",
+    "import sys; sys.stdout.write('out'); sys.stderr.write('err')",
+    "raise KeyboardInterrupt",
+])
+def test_exit_status_and_output_are_pythons(tmp_path, boot):
+    binary = tmp_path / "boot"
+    launcher.build_embedded(str(binary), boot=boot + "\n")
+    # check=False: the failing statuses are what is compared
+    embedded = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30,
+                              check=False)
+    script = subprocess.run(_script(tmp_path, boot + "\n"), capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert embedded.returncode == script.returncode
+    assert embedded.stdout == script.stdout
+    # a traceback names the file: the script's path, the embedded "<string>"
+    assert embedded.stderr.splitlines()[-1:] == script.stderr.splitlines()[-1:]
+    if "KeyboardInterrupt" in boot:
+        assert embedded.returncode == -signal.SIGINT  # re-raised, as python3 does
+
+
+def test_make_setup_installs_the_embedded_launcher():
+    # Debian 12 has everything it needs (python3-dev's static libpython, gcc)
+    with open(INSTALLED, "rb") as f:
+        assert f.read(4) == b"\x7fELF", "the script launcher was installed"
+
+
+@pytest.mark.parametrize("args", [["--version"], ["state", "no-such-container"], ["spec", "-h"]])
+def test_the_installed_launcher_answers_as_the_script_does(tmp_path, args):
+    script = tmp_path / "ocipy-py"
+    assert launcher.install(str(script), script=True) == "script"
+    root = ["--root", str(tmp_path / "root")]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    ours = subprocess.run([str(INSTALLED), *root, *args], capture_output=True, timeout=30,
+                          env=env, check=False)
+    theirs = subprocess.run([str(script), *root, *args], capture_output=True, timeout=30,
+                            env=env, check=False)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (
+        theirs.returncode, theirs.stdout, theirs.stderr)
+
+
+def test_without_a_static_libpython_the_script_is_installed(tmp_path, monkeypatch, capsys):
+    import sysconfig
+
+    real = sysconfig.get_config_var
+    monkeypatch.setattr(sysconfig, "get_config_var",
+                        lambda name: "libnone.a" if name == "LIBRARY" else real(name))
+    path = tmp_path / "ocipy-py"
+    assert launcher.install(str(path)) == "script"
+    assert path.read_text() == launcher.launcher_source()
+    assert os.access(path, os.X_OK)
+    assert "the embedded launcher was not built" in capsys.readouterr().err
+
+
+def test_the_frozen_modules_are_this_interpreters():
+    header = launcher.embedded_header("pass\n")
+    for name in launcher.FROZEN:
+        assert f'{{"{name}", ocipy_frozen_' in header
+    # the boot code and sys.executable as wide strings (code points)
+    assert ", ".join(str(ord(c)) for c in sys.executable) in header
+
+
+def test_the_boot_code_puts_the_extension_modules_first_and_ocipy_before_all(tmp_path):
+    # the script launcher's sys.path, as the embedded one runs the same code
+    script = tmp_path / "ocipy-py"
+    launcher.install(str(script), script=True)
+    code = script.read_text().replace("from ocipy._pycfinder import install\n", "").replace(
+        "install()\nfrom ocipy.__main__ import main\nmain()\n",
+        "import json\nprint(json.dumps(sys.path))\n")
+    path = json.loads(subprocess.run(_script(tmp_path, code), capture_output=True, text=True,
+                                     timeout=30, check=True).stdout)
+    assert path[0] == str(REPO / "src")
+    assert path[1].endswith("/lib-dynload")
+    assert path.index(path[1]) == path.index(path[1], 1)  # listed once
+    assert any(p.endswith("/site-packages") for p in path[-1:])
