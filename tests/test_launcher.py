@@ -44,7 +44,7 @@ def _script(tmp_path: Path, boot: str) -> list[str]:
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("launcher") / "probe"
-    launcher.build_embedded(str(out), boot=FACTS)
+    launcher.build_embedded(str(out), boot=FACTS, builtin_spawn=False)
     return out
 
 
@@ -79,7 +79,7 @@ def test_the_embedded_launcher_sets_python_up_as_python_dash_i_s(probe, tmp_path
 ])
 def test_exit_status_and_output_are_pythons(tmp_path, boot):
     binary = tmp_path / "boot"
-    launcher.build_embedded(str(binary), boot=boot + "\n")
+    launcher.build_embedded(str(binary), boot=boot + "\n", builtin_spawn=False)
     # check=False: the failing statuses are what is compared
     embedded = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30,
                               check=False)
@@ -147,3 +147,41 @@ def test_the_boot_code_puts_the_extension_modules_first_and_ocipy_before_all(tmp
     assert path[1].endswith("/lib-dynload")
     assert path.index(path[1]) == path.index(path[1], 1)  # listed once
     assert any(p.endswith("/site-packages") for p in path[-1:])
+
+
+def test_the_spawn_extension_is_built_in_and_the_same(tmp_path):
+    # make setup links spawn into the launcher (launcher._builtin_spawn): it
+    # must be what ocipy._pycfinder imports there, and hand out the same
+    # ocipy-init image as the extension module the tests import
+    import hashlib
+
+    from ocipy._native import spawn
+
+    assert launcher._builtin_spawn(), "spawn.c or ocipy-init missing after make setup"
+    fd = spawn.init_image_fd()
+    try:
+        expected = hashlib.sha256(os.pread(fd, 1 << 22, 0)).hexdigest()
+    finally:
+        os.close(fd)
+    boot = launcher.launcher_source().replace(
+        "from ocipy.__main__ import main\nmain()\n",
+        "import hashlib, os\nimport ocipy._native.spawn as s\n"
+        "fd = s.init_image_fd()\n"
+        "print(s.__spec__.origin, hashlib.sha256(os.pread(fd, 1 << 22, 0)).hexdigest())\n")
+    binary = tmp_path / "probe"
+    launcher.build_embedded(str(binary), boot=boot)
+    out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout.split() == ["built-in", expected]
+
+
+def test_without_spawns_generated_c_the_launcher_imports_the_extension(tmp_path, monkeypatch):
+    real = os.path.isfile
+    monkeypatch.setattr(os.path, "isfile", lambda p: not p.endswith("/spawn.c") and real(p))
+    assert launcher._builtin_spawn() == []
+    boot = launcher.launcher_source().replace(
+        "from ocipy.__main__ import main\nmain()\n",
+        "import ocipy._native.spawn as s\nprint(s.__spec__.origin)\n")
+    binary = tmp_path / "probe"
+    launcher.build_embedded(str(binary), boot=boot)
+    out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout.strip().endswith(".so")

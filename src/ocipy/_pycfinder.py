@@ -10,7 +10,9 @@ only, does the same checks with fewer steps:
 
 - only modules of the ocipy package, found the way FileFinder finds them (a
   package directory before a module; an extension module of the same name
-  wins, so the Cython modules are left to the standard path);
+  wins, so the Cython modules are left to the standard path), except one
+  the embedded launcher has built in (ocipy/launcher.py: the spawn
+  extension), which goes to BuiltinImporter (it takes no submodules itself);
 - only a .pyc the standard loader would use as it is: the interpreter's
   magic number, timestamp-based, and the source's mtime and size in its
   header.  Anything else (no .pyc, a stale one, a hash-based one, -O)
@@ -26,7 +28,7 @@ import _imp
 import marshal
 import posix
 import sys
-from _frozen_importlib import ModuleSpec
+from _frozen_importlib import BuiltinImporter, ModuleSpec
 from _frozen_importlib_external import MAGIC_NUMBER, SourceFileLoader
 
 _PYC_LIMIT = 1 << 20  # ocipy's largest .pyc is ~60 KB; a bigger one takes the standard path
@@ -72,7 +74,11 @@ class PycFinder:
         return listing
 
     def find_spec(self, fullname: str, path=None, target=None) -> ModuleSpec | None:
-        if not fullname.startswith("ocipy.") or path is None or len(path) != 1:
+        if not fullname.startswith("ocipy."):
+            return None
+        if _imp.is_builtin(fullname):
+            return ModuleSpec(fullname, BuiltinImporter, origin="built-in")
+        if path is None or len(path) != 1:
             return None
         directory = path[0]
         name = fullname.rpartition(".")[2]

@@ -100,11 +100,31 @@ def embedded_header(boot: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def build_embedded(path: str, boot: str | None = None) -> None:
+def _builtin_spawn() -> list[str]:
+    """The compiler arguments that link the spawn extension into the
+    launcher as a built-in module: its sources as setup.py builds its .so
+    (the C that Cython wrote from spawn.pyx, child.c, and ocipy-init, which
+    init_image.c embeds).  None (an empty list) before setup.py has written
+    them, e.g. in a non-editable install: the launcher then imports the .so."""
+    native = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(native)))
+    init = os.path.join(repo, "build", "ocipy-init")  # setup.py's INIT_BINARY
+    sources = [os.path.join(native, name) for name in ("spawn.c", "child.c", "init_image.c")]
+    if not all(os.path.isfile(f) for f in [init, *sources]):
+        return []
+    pyx = os.path.join(native, "spawn.pyx")
+    if os.path.getmtime(sources[0]) < os.path.getmtime(pyx):
+        return []  # Cython has not rewritten it since spawn.pyx changed
+    return ["-DOCIPY_BUILTIN_SPAWN", "-D_GNU_SOURCE", "-Wno-unused-function",
+            f'-DOCI_INIT_PATH="{init}"', "-I", native, *sources]
+
+
+def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = True) -> None:
     """Compile the embedded launcher to path (running boot instead of the
-    launcher's code if given); OSError or CalledProcessError when this
-    interpreter gives no way to (no static libpython, no C compiler, no
-    launcher.c in a non-editable install)."""
+    launcher's code if given; with the spawn extension built in where its
+    sources are there, unless builtin_spawn is false); OSError or
+    CalledProcessError when this interpreter gives no way to (no static
+    libpython, no C compiler, no launcher.c in a non-editable install)."""
     import shutil
     import subprocess
     import sysconfig
@@ -127,8 +147,9 @@ def build_embedded(path: str, boot: str | None = None) -> None:
         # -no-pie: libpython.a is not position-independent code;
         # -export-dynamic: extension modules link against its symbols
         subprocess.run([cc, "-O2", "-Wall", "-no-pie", "-o", out,
-                        "-I", sysconfig.get_paths()["include"], "-I", tmp, source, library,
-                        *libs.split(), "-Wl,--export-dynamic"],
+                        "-I", sysconfig.get_paths()["include"], "-I", tmp, source,
+                        *(_builtin_spawn() if builtin_spawn else []), library, *libs.split(),
+                        "-Wl,--export-dynamic"],
                        check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         os.chmod(out, 0o755)
         shutil.move(out, f"{path}.tmp")

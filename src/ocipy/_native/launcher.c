@@ -17,7 +17,11 @@
  *   standard library directory), so every other codec still loads from
  *   there;
  * - no #! script: no second program for the kernel to set up and no source
- *   to compile.
+ *   to compile;
+ * - built with OCIPY_BUILTIN_SPAWN, the spawn extension (spawn.pyx, the
+ *   same sources as its .so) is linked in and registered as a built-in
+ *   module: `create`, `run` and `exec` do not look it up and dlopen() it
+ *   (ocipy._pycfinder hands a built-in ocipy module to BuiltinImporter).
  *
  * launcher_gen.h is written at build time (launcher.py, embedded_header):
  * OCIPY_EXECUTABLE (sys.executable: the virtualenv's python, as for the
@@ -29,6 +33,10 @@
 #include <Python.h>
 
 #include "launcher_gen.h"
+
+#ifdef OCIPY_BUILTIN_SPAWN
+PyMODINIT_FUNC PyInit_spawn(void);
+#endif
 
 static void __attribute__((noreturn)) fail(PyStatus status, PyConfig *config)
 {
@@ -44,6 +52,10 @@ int main(int argc, char **argv)
     PyStatus status;
 
     PyImport_FrozenModules = ocipy_frozen;
+#ifdef OCIPY_BUILTIN_SPAWN
+    if (PyImport_AppendInittab("ocipy._native.spawn", PyInit_spawn) < 0)
+        return 1;
+#endif
 
     /* `python -I`: the locale and UTF-8 mode as python3 chooses them, no
      * environment variable read */
