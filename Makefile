@@ -79,9 +79,12 @@ $(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
 # src/ocipy/_native/launcher.c, built by ocipy/launcher.py).  It is built
 # after pip, which writes a console script of its own at .venv/bin/ocipy.
 $(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) setup.py pyproject.toml \
-                src/ocipy/launcher.py tools/cc-static
+                src/ocipy/launcher.py tools/cc-static Makefile
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -m ocipy.launcher $(VENV)/bin/ocipy-py
+	@# every module's .pyc now, timestamp-checked (what ocipy/_pycfinder.py reads):
+	@# the first call after a build compiles nothing
+	$(PY) -m compileall -q --invalidation-mode timestamp src/ocipy
 	OCIPY_CC_GLIBC=dynamic tools/cc-static $(OCIPY).tmp -O2 -Wall \
 	    -DLAUNCHER='"$(abspath $(VENV)/bin/ocipy-py)"' src/ocipy/_native/frontend.c
 	mv -f $(OCIPY).tmp $(OCIPY)
