@@ -31,6 +31,9 @@ NATIVE_SOURCES := $(wildcard src/ocipy/_native/*.pyx src/ocipy/_native/*.pxd \
                              src/ocipy/_native/*.c src/ocipy/_native/*.h)
 # setup.py's build_py turns the schema into src/ocipy/_schema_check.py
 SCHEMA_SOURCES := $(wildcard src/ocipy/schema/*.json) tools/gen_validator.py
+# the static libpython the launcher links (ocipy/launcher.py), when there is
+# one: an upgraded Python rebuilds the launcher with it
+LIBPYTHON := $(wildcard $(shell $(PYTHON) -c 'import os, sysconfig as s;     print(os.path.join(s.get_config_var("LIBPL") or "", s.get_config_var("LIBRARY") or ""))'     2>/dev/null))
 
 .PHONY: demo test setup bundles bench clean FORCE
 
@@ -79,7 +82,7 @@ $(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
 # src/ocipy/_native/launcher.c, built by ocipy/launcher.py).  It is built
 # after pip, which writes a console script of its own at .venv/bin/ocipy.
 $(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) setup.py pyproject.toml \
-                src/ocipy/launcher.py tools/cc-static Makefile
+                src/ocipy/launcher.py tools/cc-static Makefile $(LIBPYTHON)
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -m ocipy.launcher $(VENV)/bin/ocipy-py
 	@# every module's .pyc now, timestamp-checked (what ocipy/_pycfinder.py reads):

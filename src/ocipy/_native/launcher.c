@@ -9,10 +9,11 @@
  * ocipy.__main__.main.  What it saves over `#!python -IS` + the script, about
  * 0.5 ms of every Python-path call on the test VM:
  *
- * - the encodings package and the two codecs start-up needs (utf-8 and its
- *   aliases) and __future__ (which every ocipy module imports) are frozen
- *   into the binary: start-up no longer lists /usr/lib/python3.11 and its
- *   encodings directory and reads four .pyc files.  They keep their
+ * - the encodings package with its aliases table and the codecs start-up
+ *   needs (UTF-8; ASCII for the C locale), and __future__ (which every
+ *   ocipy module imports) are frozen into the binary: start-up no longer
+ *   lists /usr/lib/python3.11 and its encodings directory and reads their
+ *   .pyc files.  They keep their
  *   __file__ and __path__ (CPython resolves frozen modules against the
  *   standard library directory), so every other codec still loads from
  *   there;
@@ -27,7 +28,9 @@
  * OCIPY_EXECUTABLE (sys.executable: the virtualenv's python, as for the
  * script), OCIPY_BOOT (the boot code) and ocipy_frozen[] (the frozen
  * modules, compiled by the interpreter whose libpython is linked here).
- * Where this cannot be built, launcher.py installs the script instead.
+ * Where this cannot be built, launcher.py installs the script instead.  Both
+ * are copies of the Python installed at build time: the Makefile rebuilds
+ * the launcher when that static libpython changes (a Python upgrade).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
