@@ -82,7 +82,8 @@ $(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
 # src/ocipy/_native/launcher.c, built by ocipy/launcher.py).  It is built
 # after pip, which writes a console script of its own at .venv/bin/ocipy.
 $(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) setup.py pyproject.toml \
-                src/ocipy/launcher.py tools/cc-static Makefile $(LIBPYTHON)
+                src/ocipy/launcher.py src/ocipy/_pycfinder.py tools/cc-static Makefile \
+                $(LIBPYTHON)
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -m ocipy.launcher $(VENV)/bin/ocipy-py
 	@# every module's .pyc now, timestamp-checked (what ocipy/_pycfinder.py reads):

@@ -185,3 +185,28 @@ def test_without_spawns_generated_c_the_launcher_imports_the_extension(tmp_path,
     launcher.build_embedded(str(binary), boot=boot)
     out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout.strip().endswith(".so")
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_the_embedded_launcher_runs_its_frozen_finder_while_the_source_is_unchanged(
+        tmp_path, fresh):
+    # its copy of ocipy/_pycfinder.py loads the package and its modules;
+    # with the source changed since the build (here: another mtime in the
+    # boot code) it imports the finder from the source instead
+    probe = ("import sys, ocipy.state\n"
+             "print('_ocipy_pycfinder' in sys.modules, 'ocipy._pycfinder' in sys.modules,"
+             " type(ocipy.__loader__).__name__, type(ocipy.state.__loader__).__name__)\n")
+    boot = launcher.launcher_source(embedded=True).replace(
+        "from ocipy.__main__ import main\nmain()\n", probe)
+    if not fresh:
+        mtime = os.stat(launcher._pycfinder_source()).st_mtime_ns
+        assert str(mtime) in boot
+        boot = boot.replace(str(mtime), str(mtime + 1))
+    binary = tmp_path / "probe"
+    launcher.build_embedded(str(binary), boot=boot, builtin_spawn=False)
+    out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
+    if fresh:
+        assert out.stdout.split() == ["True", "False", "_Loader", "_Loader"]
+    else:
+        # the package then comes the standard way; its modules through the finder
+        assert out.stdout.split() == ["False", "True", "SourceFileLoader", "_Loader"]

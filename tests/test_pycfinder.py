@@ -109,6 +109,27 @@ def test_only_submodules_of_ocipy_are_its_business(package):
     assert finder.find_spec("ocipy.missing", [str(package)]) is None
 
 
+def test_given_the_packages_parent_it_loads_the_package_too(package, tmp_path):
+    # the embedded launcher installs its frozen copy of the finder before
+    # ocipy is imported: the package itself then comes from its .pyc too
+    parent = tmp_path / "parent"
+    (parent / "ocipy").mkdir(parents=True)
+    (parent / "ocipy" / "__init__.py").write_text("NAME = __name__\n")
+    (parent / "ocipy" / "data.txt").write_text("payload")
+    _compile(parent / "ocipy" / "__init__.py")
+    assert _pycfinder.PycFinder().find_spec("ocipy", None) is None  # not told where
+    finder = _pycfinder.PycFinder(str(parent))
+    assert finder.find_spec("ocipy", [str(parent)]) is None  # a submodule search: not ours
+    spec = finder.find_spec("ocipy", None)
+    standard = importlib.machinery.PathFinder.find_spec("ocipy", [str(parent)])
+    assert (spec.origin, spec.cached, spec.submodule_search_locations, spec.parent) == (
+        standard.origin, standard.cached, standard.submodule_search_locations, "ocipy")
+    module = _load(spec)
+    assert module.NAME == "ocipy"
+    assert spec.loader.get_resource_reader("ocipy").files().joinpath(
+        "data.txt").read_text() == "payload"
+
+
 def test_the_launcher_loads_ocipys_modules_through_it(tmp_path):
     # the launcher's source, run up to main(), then asked how ocipy.cli and
     # ocipy.state were loaded (their .pyc written first by a plain import)

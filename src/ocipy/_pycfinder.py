@@ -54,7 +54,10 @@ class PycFinder:
     """Finds the submodules of ocipy (the package itself is loaded by then: it
     holds this module); see the module doc."""
 
-    def __init__(self) -> None:
+    def __init__(self, package_parent: str | None = None) -> None:
+        # where the ocipy package is, when the finder is to load it too (the
+        # embedded launcher installs its frozen copy of this module first)
+        self._package_parent = package_parent
         self._listings: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._tag = sys.implementation.cache_tag
         self._extension_suffixes = tuple(_imp.extension_suffixes())
@@ -74,13 +77,18 @@ class PycFinder:
         return listing
 
     def find_spec(self, fullname: str, path=None, target=None) -> ModuleSpec | None:
-        if not fullname.startswith("ocipy."):
+        if fullname == "ocipy":
+            if path is not None or self._package_parent is None:
+                return None
+            directory = self._package_parent
+        elif fullname.startswith("ocipy."):
+            if _imp.is_builtin(fullname):
+                return ModuleSpec(fullname, BuiltinImporter, origin="built-in")
+            if path is None or len(path) != 1:
+                return None
+            directory = path[0]
+        else:
             return None
-        if _imp.is_builtin(fullname):
-            return ModuleSpec(fullname, BuiltinImporter, origin="built-in")
-        if path is None or len(path) != 1:
-            return None
-        directory = path[0]
         name = fullname.rpartition(".")[2]
         names, extensions = self._listing(directory)
         if name in extensions:
@@ -134,8 +142,10 @@ def _checked_pyc(source: str, pyc: str) -> bytes | None:
     return data
 
 
-def install() -> None:
-    """Put the finder first on sys.meta_path (the CLI launcher does, nothing else)."""
+def install(package_parent: str | None = None) -> None:
+    """Put the finder first on sys.meta_path (the CLI launcher does, nothing
+    else); with package_parent, the directory holding ocipy/, it loads the
+    package itself too."""
     if sys.flags.optimize or sys.pycache_prefix is not None:
         return  # other .pyc names: the standard path knows them
-    sys.meta_path.insert(0, PycFinder())
+    sys.meta_path.insert(0, PycFinder(package_parent))

@@ -31,14 +31,41 @@ _dynload = [p for p in sys.path if p.endswith("/lib-dynload")]
 sys.path[:] = [{package_parent!r}, *_dynload, *[p for p in sys.path if p not in _dynload],
                *{site_packages!r}]
 del _dynload
-from ocipy._pycfinder import install
-install()
-from ocipy.__main__ import main
+{finder}from ocipy.__main__ import main
 main()
 """
 
+_SCRIPT_FINDER = """from ocipy._pycfinder import install
+install()
+"""
 
-def launcher_source() -> str:
+# The embedded launcher has ocipy/_pycfinder.py frozen in as _ocipy_pycfinder
+# (built with it: see embedded_header) and installs that copy before ocipy
+# is imported, so the finder loads the package too: no standard path finder
+# for either.  A source changed since the build takes the standard path.
+_EMBEDDED_FINDER = """import posix
+_st = None
+try:
+    _st = posix.stat({source!r})
+    _fresh = (_st.st_mtime_ns, _st.st_size) == ({mtime_ns}, {size})
+except OSError:
+    _fresh = False
+if _fresh:
+    from _ocipy_pycfinder import install
+else:
+    from ocipy._pycfinder import install
+install({package_parent!r})
+del posix, _st, _fresh
+"""
+
+
+def _pycfinder_source() -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pycfinder.py")
+
+
+def launcher_source(*, embedded: bool = False) -> str:
+    """The launcher's code: the script, or (embedded) the boot code of the
+    embedded launcher, which installs its frozen copy of the finder."""
     import site
 
     import ocipy
@@ -48,8 +75,14 @@ def launcher_source() -> str:
     for directory in site.getsitepackages():
         if directory not in (package_parent, *site_packages) and os.path.isdir(directory):
             site_packages.append(directory)
+    finder = _SCRIPT_FINDER
+    if embedded:
+        source = _pycfinder_source()
+        st = os.stat(source)
+        finder = _EMBEDDED_FINDER.format(source=source, mtime_ns=st.st_mtime_ns,
+                                         size=st.st_size, package_parent=package_parent)
     return _TEMPLATE.format(python=sys.executable, package_parent=package_parent,
-                            site_packages=site_packages)
+                            site_packages=site_packages, finder=finder)
 
 
 # What the interpreter imports from the standard library's directory before
@@ -78,21 +111,26 @@ def embedded_header(boot: str | None = None) -> str:
     import marshal
 
     if boot is None:
-        boot = launcher_source()
+        boot = launcher_source(embedded=True)
     lines = [
         "/* Written by ocipy/launcher.py (embedded_header) at build time. */",
         f"static const wchar_t OCIPY_EXECUTABLE[] = {_c_wide(sys.executable)};",
         f"static const wchar_t OCIPY_BOOT[] = {_c_wide(boot)};",
     ]
     entries = []
-    for index, name in enumerate(FROZEN):
+    modules = []
+    for name in FROZEN:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None or not os.path.isfile(spec.origin):
             raise OSError(f"no source for {name} to freeze")
-        with open(spec.origin, "rb") as f:
-            code = compile(f.read(), spec.origin, "exec", dont_inherit=True)
+        modules.append((name, spec.origin, spec.submodule_search_locations is not None))
+    # ocipy's finder, for the boot code (launcher_source, embedded)
+    modules.append(("_ocipy_pycfinder", _pycfinder_source(), False))
+    for index, (name, origin, is_package) in enumerate(modules):
+        with open(origin, "rb") as f:
+            code = compile(f.read(), origin, "exec", dont_inherit=True)
         data = marshal.dumps(code)
-        package = int(spec.submodule_search_locations is not None)
+        package = int(is_package)
         lines.append(f"static const unsigned char ocipy_frozen_{index}[] = {_c_bytes(data)};")
         entries.append(f'    {{"{name}", ocipy_frozen_{index}, {len(data)}, {package}, NULL}},')
     lines += ["static const struct _frozen ocipy_frozen[] = {", *entries,

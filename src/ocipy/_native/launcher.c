@@ -17,6 +17,11 @@
  *   __file__ and __path__ (CPython resolves frozen modules against the
  *   standard library directory), so every other codec still loads from
  *   there;
+ * - ocipy/_pycfinder.py is frozen in too (as _ocipy_pycfinder), and the
+ *   boot code installs that copy before ocipy is imported, so the package
+ *   itself loads through it: no standard path finder for the package or
+ *   the finder.  A source changed since the build takes the standard path
+ *   (launcher.py, launcher_source);
  * - no #! script: no second program for the kernel to set up and no source
  *   to compile;
  * - built with OCIPY_BUILTIN_SPAWN, the spawn extension (spawn.pyx, the
