@@ -56,17 +56,20 @@ def probe(tmp_path_factory) -> Path:
      "PYTHONOPTIMIZE": "2", "PYTHONHOME": "/nowhere"},  # -I: none of these count
 ])
 def test_the_embedded_launcher_sets_python_up_as_python_dash_i_s(probe, tmp_path, env):
-    embedded = subprocess.run([str(probe), "create", "x y"], env=env, capture_output=True,
-                              text=True, timeout=30, check=True)
-    script = subprocess.run(_script(tmp_path, FACTS) + ["create", "x y"], env=env,
-                            capture_output=True, text=True, timeout=30, check=True)
+    # an argument that is no UTF-8 (paths are bytes): decoded the same way
+    args = [b"create", b"x y", b"caf\xe9"]
+    embedded = subprocess.run([bytes(probe), *args], env=env, capture_output=True,
+                              timeout=30, check=True)
+    script = subprocess.run([*map(os.fsencode, _script(tmp_path, FACTS)), *args], env=env,
+                            capture_output=True, timeout=30, check=True)
     ours, theirs = json.loads(embedded.stdout), json.loads(script.stdout)
     # sys.executable: the script's is the interpreter running it, the
     # embedded one's the virtualenv's python, as with the installed script
     assert ours.pop("executable") == sys.executable
     theirs.pop("executable")
     assert ours == theirs
-    assert ours["argv"] == ["create", "x y"]
+    assert ours["argv"][:2] == ["create", "x y"]
+    assert ours["argv"][2] in ("caf\udce9", "caf\xe9")  # UTF-8 mode, or a latin-1 locale
     assert ours["future_file"].endswith("/__future__.py")
     assert ours["codecs"] == ["cp1252", "utf-16", "idna", "iso8859-1"]
 

@@ -182,7 +182,8 @@ def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = 
         with open(os.path.join(tmp, "launcher_gen.h"), "w") as f:
             f.write(embedded_header(boot))
         out = os.path.join(tmp, "ocipy-py")
-        # -no-pie: libpython.a is not position-independent code;
+        # -no-pie: libpython.a is not position-independent code (Debian's
+        # python3.11 is no PIE either, for the same speed);
         # -export-dynamic: extension modules link against its symbols
         subprocess.run([cc, "-O2", "-Wall", "-no-pie", "-o", out,
                         "-I", sysconfig.get_paths()["include"], "-I", tmp, source,
