@@ -31,9 +31,6 @@ NATIVE_SOURCES := $(wildcard src/ocipy/_native/*.pyx src/ocipy/_native/*.pxd \
                              src/ocipy/_native/*.c src/ocipy/_native/*.h)
 # setup.py's build_py turns the schema into src/ocipy/_schema_check.py
 SCHEMA_SOURCES := $(wildcard src/ocipy/schema/*.json) tools/gen_validator.py
-# the static libpython the launcher links (ocipy/launcher.py), when there is
-# one: an upgraded Python rebuilds the launcher with it
-LIBPYTHON := $(wildcard $(shell $(PYTHON) -c 'import os, sysconfig as s;     print(os.path.join(s.get_config_var("LIBPL") or "", s.get_config_var("LIBRARY") or ""))'     2>/dev/null))
 
 .PHONY: demo test setup bundles bench clean FORCE
 
@@ -69,6 +66,18 @@ $(STAMP)/python: FORCE
 	@mkdir -p $(STAMP)
 	@echo "$(PYTHON)" | cmp -s - $@ || echo "$(PYTHON)" > $@
 
+# the interpreter and the static libpython the launcher links
+# (ocipy/launcher.py), by identity: dpkg keeps a package's mtimes, so an
+# upgraded library may look older than our build.  A new one rebuilds the
+# launcher with it.
+$(STAMP)/libpython: $(STAMP)/apt FORCE
+	@mkdir -p $(STAMP)
+	@$(PYTHON) -c 'import os, sys, sysconfig as s; \
+	    p = os.path.join(s.get_config_var("LIBPL") or "", s.get_config_var("LIBRARY") or ""); \
+	    st = os.stat(p) if os.path.isfile(p) else None; \
+	    print(sys.version, p, st and (st.st_ino, st.st_size, st.st_mtime_ns))' > $@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
+
 $(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
@@ -83,7 +92,7 @@ $(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
 # after pip, which writes a console script of its own at .venv/bin/ocipy.
 $(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) setup.py pyproject.toml \
                 src/ocipy/launcher.py src/ocipy/_pycfinder.py tools/cc-static Makefile \
-                $(LIBPYTHON)
+                $(STAMP)/libpython
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -m ocipy.launcher $(VENV)/bin/ocipy-py
 	@# every module's .pyc now, timestamp-checked (what ocipy/_pycfinder.py reads):

@@ -152,10 +152,12 @@ def test_the_boot_code_puts_the_extension_modules_first_and_ocipy_before_all(tmp
     assert any(p.endswith("/site-packages") for p in path[-1:])
 
 
-def test_the_spawn_extension_is_built_in_and_the_same(tmp_path):
+@pytest.mark.parametrize("so_unchanged", [True, False])
+def test_the_spawn_extension_is_built_in_and_the_same(tmp_path, so_unchanged):
     # make setup links spawn into the launcher (launcher._builtin_spawn): it
     # must be what ocipy._pycfinder imports there, and hand out the same
-    # ocipy-init image as the extension module the tests import
+    # ocipy-init image as the extension module the tests import; once the
+    # .so is rebuilt (here: another mtime in the boot code), the .so it is
     import hashlib
 
     from ocipy._native import spawn
@@ -166,15 +168,20 @@ def test_the_spawn_extension_is_built_in_and_the_same(tmp_path):
         expected = hashlib.sha256(os.pread(fd, 1 << 22, 0)).hexdigest()
     finally:
         os.close(fd)
-    boot = launcher.launcher_source().replace(
+    boot = launcher.launcher_source(embedded=True).replace(
         "from ocipy.__main__ import main\nmain()\n",
         "import hashlib, os\nimport ocipy._native.spawn as s\n"
         "fd = s.init_image_fd()\n"
         "print(s.__spec__.origin, hashlib.sha256(os.pread(fd, 1 << 22, 0)).hexdigest())\n")
+    so = launcher._spawn_extension()
+    if not so_unchanged:
+        mtime = str(os.stat(so).st_mtime_ns)
+        assert boot.count(mtime) == 1
+        boot = boot.replace(mtime, mtime + "1")
     binary = tmp_path / "probe"
     launcher.build_embedded(str(binary), boot=boot)
     out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
-    assert out.stdout.split() == ["built-in", expected]
+    assert out.stdout.split() == ["built-in" if so_unchanged else so, expected]
 
 
 def test_without_spawns_generated_c_the_launcher_imports_the_extension(tmp_path, monkeypatch):

@@ -10,9 +10,10 @@ only, does the same checks with fewer steps:
 
 - only modules of the ocipy package, found the way FileFinder finds them (a
   package directory before a module; an extension module of the same name
-  wins, so the Cython modules are left to the standard path), except one
-  the embedded launcher has built in (ocipy/launcher.py: the spawn
-  extension), which goes to BuiltinImporter (it takes no submodules itself);
+  wins, so the Cython modules are left to the standard path), except the
+  ones the embedded launcher has built in and says are current
+  (ocipy/launcher.py: the spawn extension), which go to BuiltinImporter
+  (it takes no submodules itself);
 - only a .pyc the standard loader would use as it is: the interpreter's
   magic number, timestamp-based, and the source's mtime and size in its
   header.  Anything else (no .pyc, a stale one, a hash-based one, -O)
@@ -54,10 +55,11 @@ class PycFinder:
     """Finds the submodules of ocipy (the package itself is loaded by then: it
     holds this module); see the module doc."""
 
-    def __init__(self, package_parent: str | None = None) -> None:
+    def __init__(self, package_parent: str | None = None, builtins: tuple = ()) -> None:
         # where the ocipy package is, when the finder is to load it too (the
         # embedded launcher installs its frozen copy of this module first)
         self._package_parent = package_parent
+        self._builtins = frozenset(builtins)
         self._listings: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._tag = sys.implementation.cache_tag
         self._extension_suffixes = tuple(_imp.extension_suffixes())
@@ -82,7 +84,7 @@ class PycFinder:
                 return None
             directory = self._package_parent
         elif fullname.startswith("ocipy."):
-            if _imp.is_builtin(fullname):
+            if fullname in self._builtins and _imp.is_builtin(fullname):
                 return ModuleSpec(fullname, BuiltinImporter, origin="built-in")
             if path is None or len(path) != 1:
                 return None
@@ -142,10 +144,11 @@ def _checked_pyc(source: str, pyc: str) -> bytes | None:
     return data
 
 
-def install(package_parent: str | None = None) -> None:
+def install(package_parent: str | None = None, builtins: tuple = ()) -> None:
     """Put the finder first on sys.meta_path (the CLI launcher does, nothing
     else); with package_parent, the directory holding ocipy/, it loads the
-    package itself too."""
+    package itself too; builtins: the ocipy modules to take from the
+    interpreter's built-in modules."""
     if sys.flags.optimize or sys.pycache_prefix is not None:
         return  # other .pyc names: the standard path knows them
-    sys.meta_path.insert(0, PycFinder(package_parent))
+    sys.meta_path.insert(0, PycFinder(package_parent, builtins))

@@ -44,18 +44,18 @@ install()
 # is imported, so the finder loads the package too: no standard path finder
 # for either.  A source changed since the build takes the standard path.
 _EMBEDDED_FINDER = """import posix
-_st = None
-try:
-    _st = posix.stat({source!r})
-    _fresh = (_st.st_mtime_ns, _st.st_size) == ({mtime_ns}, {size})
-except OSError:
-    _fresh = False
-if _fresh:
+def _unchanged(path, mtime_ns, size):
+    try:
+        st = posix.stat(path)
+    except OSError:
+        return False
+    return (st.st_mtime_ns, st.st_size) == (mtime_ns, size)
+if _unchanged({source!r}, {mtime_ns}, {size}):
     from _ocipy_pycfinder import install
 else:
     from ocipy._pycfinder import install
-install({package_parent!r})
-del posix, _st, _fresh
+install({package_parent!r}, builtins={builtins})
+del posix, _unchanged
 """
 
 
@@ -79,8 +79,17 @@ def launcher_source(*, embedded: bool = False) -> str:
     if embedded:
         source = _pycfinder_source()
         st = os.stat(source)
+        # the built-in spawn, while its .so is the one it was built with:
+        # an extension rebuilt since (pip install -e .) is imported instead
+        builtins = "()"
+        spawn_so = _spawn_extension()
+        if spawn_so is not None and _builtin_spawn():
+            so = os.stat(spawn_so)
+            builtins = (f"('ocipy._native.spawn',) if _unchanged({spawn_so!r}, "
+                        f"{so.st_mtime_ns}, {so.st_size}) else ()")
         finder = _EMBEDDED_FINDER.format(source=source, mtime_ns=st.st_mtime_ns,
-                                         size=st.st_size, package_parent=package_parent)
+                                         size=st.st_size, package_parent=package_parent,
+                                         builtins=builtins)
     return _TEMPLATE.format(python=sys.executable, package_parent=package_parent,
                             site_packages=site_packages, finder=finder)
 
@@ -114,6 +123,9 @@ def embedded_header(boot: str | None = None) -> str:
         boot = launcher_source(embedded=True)
     lines = [
         "/* Written by ocipy/launcher.py (embedded_header) at build time. */",
+        # the frozen code is this interpreter's bytecode: launcher.c refuses
+        # to build against another Python's headers
+        f"#define OCIPY_PY_HEXVERSION {sys.hexversion:#x}",
         f"static const wchar_t OCIPY_EXECUTABLE[] = {_c_wide(sys.executable)};",
         f"static const wchar_t OCIPY_BOOT[] = {_c_wide(boot)};",
     ]
@@ -136,6 +148,18 @@ def embedded_header(boot: str | None = None) -> str:
     lines += ["static const struct _frozen ocipy_frozen[] = {", *entries,
               "    {NULL, NULL, 0, 0, NULL},", "};", ""]
     return "\n".join(lines)
+
+
+def _spawn_extension() -> str | None:
+    """The spawn extension module's file, None when it is not built."""
+    import importlib.machinery
+
+    native = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native")
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(native, "spawn" + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def _builtin_spawn() -> list[str]:
@@ -185,7 +209,10 @@ def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = 
         # -no-pie: libpython.a is not position-independent code (Debian's
         # python3.11 is no PIE either, for the same speed);
         # -export-dynamic: extension modules link against its symbols
-        subprocess.run([cc, "-O2", "-Wall", "-no-pie", "-o", out,
+        # Python's own CFLAGS (-DNDEBUG, -fwrapv, ...), as the extension
+        # modules are built, then ours
+        cflags = (sysconfig.get_config_var("CFLAGS") or "").split()
+        subprocess.run([cc, *cflags, "-O2", "-Wall", "-no-pie", "-o", out,
                         "-I", sysconfig.get_paths()["include"], "-I", tmp, source,
                         *(_builtin_spawn() if builtin_spawn else []), library, *libs.split(),
                         "-Wl,--export-dynamic"],

@@ -55,9 +55,11 @@ static char **g_argv;
 
 /* ------------------------------------------------------------- hand-over */
 
-/* Python words every failure and handles every other case.  The launcher is
- * a script with a `#!python -IS` shebang: the kernel puts the interpreter
- * and the script's path in front of argv[1..] (argv[0] is dropped). */
+/* Python words every failure and handles every other case.  The launcher
+ * (ocipy/launcher.py) is embedded CPython, which gets this argv as it is,
+ * or a `#!python -IS` script, for which the kernel puts the interpreter and
+ * the script's path in front of argv[1..] (argv[0] is dropped): Python reads
+ * sys.argv[1:] only. */
 static void __attribute__((noreturn)) hand_over(void)
 {
     execv(LAUNCHER, g_argv);

@@ -25,9 +25,10 @@
  * - no #! script: no second program for the kernel to set up and no source
  *   to compile;
  * - built with OCIPY_BUILTIN_SPAWN, the spawn extension (spawn.pyx, the
- *   same sources as its .so) is linked in and registered as a built-in
- *   module: `create`, `run` and `exec` do not look it up and dlopen() it
- *   (ocipy._pycfinder hands a built-in ocipy module to BuiltinImporter).
+ *   same sources and flags as its .so) is linked in and registered as a
+ *   built-in module: `create`, `run` and `exec` do not look it up and
+ *   dlopen() it (ocipy._pycfinder hands it to BuiltinImporter while the
+ *   .so is the one it was built with; a rebuilt .so is imported instead).
  *
  * launcher_gen.h is written at build time (launcher.py, embedded_header):
  * OCIPY_EXECUTABLE (sys.executable: the virtualenv's python, as for the
@@ -41,6 +42,10 @@
 #include <Python.h>
 
 #include "launcher_gen.h"
+
+#if OCIPY_PY_HEXVERSION != PY_VERSION_HEX
+#error "launcher_gen.h was written by another Python than these headers are of"
+#endif
 
 #ifdef OCIPY_BUILTIN_SPAWN
 PyMODINIT_FUNC PyInit_spawn(void);
