@@ -780,6 +780,28 @@ def _own_cgroups() -> dict[str, str]:
     return {k: v for k, v in own.items() if k in _hierarchies()}
 
 
+@pytest.mark.ocipy_only  # runc 1.1 leaves the parents
+def test_a_relative_cgroups_path_named_like_the_default_parent_leaves_no_parent(
+        runtime, bundle, cg):
+    # "ocipy/<id>", relative, is the caller's cgroup's ocipy/<id>: not the
+    # default parent, so the parent create made goes at delete
+    own = _own_cgroups()
+    parents = {k: os.path.join(_on_host(k, path), "ocipy") for k, path in own.items()}
+    for path in parents.values():
+        try:
+            os.rmdir(path)  # ocipy's default parent, when empty (at the root)
+        except OSError:
+            pass
+    existed = {k: os.path.isdir(p) for k, p in parents.items()}
+    assert not all(existed.values()), "a container lives in the default parent"
+    cid = cg.new_id("relocipy")
+    bundle.linux["cgroupsPath"] = f"ocipy/{cid}"
+    runtime.create(cid, bundle.sh("exec sleep 1000"))
+    assert all(os.path.isdir(os.path.join(p, cid)) for p in parents.values())
+    runtime.delete(cid, "--force")
+    assert {k: os.path.isdir(p) for k, p in parents.items()} == existed
+
+
 def test_relative_cgroups_path_is_under_the_callers_cgroup(runtime, bundle, cg):
     rel = f"{cg.parent('rel')}/c"
     bundle.linux["cgroupsPath"] = rel

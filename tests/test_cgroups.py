@@ -1123,10 +1123,23 @@ def test_a_created_container_keeps_only_the_default_parent(inner, kept):
     leaves = [f"/cg/{h}{inner}" for h in ("memory", "pids")]
     manager = V1Manager(inner, {"memory": leaves[0], "pids": leaves[1]},
                         list(dict.fromkeys(parents)) + leaves)
-    container._keep_default_parent(manager)
+    returned = container._keep_default_parent(manager)
     defaults = {f"/cg/{h}/ocipy" for h in ("memory", "pids")} if kept else set()
+    assert set(returned) == defaults  # what a failing create puts back
     assert set(manager.removable_dirs()) == set(parents + leaves) - defaults
     assert set(V1Manager.from_doc(manager.to_state()).created) == set(parents + leaves) - defaults
+
+
+@pytest.mark.parametrize("made_parent", [True, False])
+def test_on_cgroup_v2_the_default_parent_stays_too(made_parent):
+    from ocipy import container
+    from ocipy.cgroups.v2 import V2Manager
+
+    created = (["/cg/ocipy"] if made_parent else []) + ["/cg/ocipy/c1"]
+    manager = V2Manager("/ocipy/c1", "/cg", "/cg/ocipy/c1", created)
+    assert container._keep_default_parent(manager) == created[:-1]
+    assert manager.removable_dirs() == ["/cg/ocipy/c1"]
+    assert V2Manager.from_doc(manager.to_state()).created == ["/cg/ocipy/c1"]
 
 
 # ---- files.make_dirs: what it made is what delete may remove -----------------------

@@ -67,14 +67,20 @@ def test_the_front_ends_files_appear_before_their_gate_and_are_replaced_atomical
     assert not [n for n in os.listdir(path) if n.startswith(".")]  # no temp file left
 
 
-def test_a_replaced_state_file_is_a_new_file_swapped_in(tmp_path):
+def test_a_replaced_state_file_is_a_new_file_swapped_in(tmp_path, monkeypatch):
     # a reader that opened the old state.json reads it whole; the path gives
     # the new one; nothing temporary is left (the old file went by exchange)
+    from ocipy._native import spawn
+
+    calls = []
+    real = spawn.exchange
+    monkeypatch.setattr(spawn, "exchange", lambda a, b: (calls.append((a, b)), real(a, b)))
     path = st.make_dir(str(tmp_path / "root"), "c1", {"a": 0})
     target = os.path.join(path, st.STATE_FILE)
     with open(target, "rb") as old:
         inode = os.fstat(old.fileno()).st_ino
         st.save(path, {"a": 1})
+        assert calls == [(os.path.join(path, ".state.json.tmp"), target)]
         assert old.read() == b'{"a":0}'
         assert os.fstat(old.fileno()).st_nlink == 0
     assert os.stat(target).st_ino != inode
@@ -82,7 +88,7 @@ def test_a_replaced_state_file_is_a_new_file_swapped_in(tmp_path):
     assert os.listdir(path) == [st.STATE_FILE]
 
 
-@pytest.mark.parametrize("errno_name", ["EINVAL", "ENOSYS", "ENOENT"])
+@pytest.mark.parametrize("errno_name", ["EINVAL", "ENOSYS", "ENOENT", "EPERM", "EOPNOTSUPP"])
 def test_a_state_file_is_renamed_into_place_where_it_cannot_be_exchanged(
         tmp_path, monkeypatch, errno_name):
     import errno
@@ -113,6 +119,16 @@ def test_a_failed_exchange_fails_the_save_and_leaves_no_temporary_file(tmp_path,
         st.save(path, {"a": 1})
     assert st.load(str(tmp_path / "root"), "c1")[1] == {"a": 0}
     assert os.listdir(path) == [st.STATE_FILE]
+
+
+def test_exchange_takes_paths_that_are_no_utf8(tmp_path):
+    from ocipy._native import spawn
+
+    name = os.fsdecode(b"caf\xe9")  # a surrogate escape in str
+    (tmp_path / name).write_text("A")
+    (tmp_path / "b").write_text("B")
+    spawn.exchange(str(tmp_path / name), os.fsencode(str(tmp_path / "b")))
+    assert (tmp_path / name).read_text() == "B" and (tmp_path / "b").read_text() == "A"
 
 
 def test_exchange_swaps_two_files_and_needs_both(tmp_path):

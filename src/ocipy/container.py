@@ -108,6 +108,7 @@ def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
     log.step("state dir", t, path=os.path.join(root, container_id))
     init = 0
     cgroup_made = False
+    kept: list[str] = []
     try:
         if console_fd is not None:
             plan["console_fd"] = console_fd
@@ -181,7 +182,8 @@ def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
             record["ocipy"]["host_mount"] = [plan["rootfs"], _top_mount(plan["rootfs"])]
         t = log.clock()
         # the systemd driver knows its unit only now
-        _keep_default_parent(cgroup)
+        if not linux.get("cgroupsPath"):
+            kept = _keep_default_parent(cgroup)
         record["ocipy"].update(cgroup=cgroup.to_state(), freezer=cgroup.freezer_file(),
                                cgroup_dirs=cgroup.removable_dirs())
         info = st.proc_start_time(init)
@@ -198,6 +200,8 @@ def _create(root: str, container_id: str, bundle: str, *, pid_file: str | None,
             if plan["host_mount_ns"]:
                 _detach_ours(plan["rootfs"], host_top)
         if cgroup_made:
+            # not created after all: the parent it made goes too, if empty
+            cgroup.created[:0] = kept
             _destroy_cgroup(cgroup)
         st.remove_dir(path)
         raise
@@ -220,16 +224,21 @@ def _destroy_cgroup(cgroup) -> None:
         pass  # best effort on an error path: the original error matters more
 
 
-def _keep_default_parent(cgroup) -> None:
+def _keep_default_parent(cgroup) -> list[str]:
     """Containers without linux.cgroupsPath live in /ocipy/<id>: that parent,
     once made, stays for the next ones, as Docker's /docker does (making and
     removing it with each container cost a create and a delete two dozen
     cgroup mkdirs and rmdirs on a v1 host).  A create that fails still
-    removes the one it made: only a container that was created keeps it."""
+    removes the one it made: only a container that was created keeps it.
+    Returns the directories kept that this create made.
+
+    As with /docker, a v1 cpuset /ocipy keeps the CPUs and memory nodes it
+    copied when it was made: CPUs added to the host later are not in it."""
     from ocipy.cgroups.paths import DEFAULT_PARENT
 
-    if os.path.dirname(cgroup.inner.rstrip("/")) == DEFAULT_PARENT:
-        cgroup.keep({os.path.dirname(leaf) for leaf in cgroup.leaf_dirs()})
+    if os.path.dirname(cgroup.inner.rstrip("/")) != DEFAULT_PARENT:
+        return []
+    return cgroup.keep({os.path.dirname(leaf) for leaf in cgroup.leaf_dirs()})
 
 
 def _top_mount(path: str) -> int:

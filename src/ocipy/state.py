@@ -145,9 +145,14 @@ def _write_atomic(path: str, name: str, data: bytes, *, replace: bool = True) ->
             exchange(tmp, target)
         except OSError as e:
             # ENOENT: no old file after all; EINVAL: the filesystem cannot
-            # exchange; ENOSYS: nor can the kernel (before 3.15)
-            if e.errno not in (_errno.ENOENT, _errno.EINVAL, _errno.ENOSYS):
-                os.unlink(tmp)
+            # exchange; ENOSYS: nor can the kernel (before 3.15); EPERM,
+            # EOPNOTSUPP: a seccomp filter refuses renameat2
+            if e.errno not in (_errno.ENOENT, _errno.EINVAL, _errno.ENOSYS, _errno.EPERM,
+                               _errno.EOPNOTSUPP):
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass  # the exchange's error is the one to report
                 raise
         else:
             os.unlink(tmp)

@@ -48,6 +48,15 @@ cdef extern from "<poll.h>" nogil:
 
 from cpython.exc cimport PyErr_CheckSignals
 
+cdef extern from "Python.h":
+    bytes PyUnicode_EncodeFSDefault(object unicode)
+
+
+cdef bytes _fs(path):
+    """A path as the kernel takes it: str in the file system encoding with
+    surrogateescape (os.fsencode, without importing os), bytes as they are."""
+    return PyUnicode_EncodeFSDefault(path) if isinstance(path, str) else path
+
 
 def poll_in(int fd, int timeout_ms):
     """poll(2) one fd for input; its revents, 0 on timeout.  For `start`,
@@ -146,7 +155,7 @@ cdef extern from *:
 
 def open_tree_clone(path, bint recursive):
     """A detached copy of the mount tree at path (open_tree(2) OPEN_TREE_CLONE)."""
-    cdef bytes b = path.encode() if isinstance(path, str) else path
+    cdef bytes b = _fs(path)
     cdef int fd = ocipy_open_tree_clone(b, recursive)
     if fd < 0:
         raise OSError(errno, f"open_tree {path}")
@@ -541,7 +550,7 @@ cdef extern from "<sys/mount.h>" nogil:
 
 def detach_mount(path):
     """umount2(path, MNT_DETACH): the topmost mount at path and all below it."""
-    cdef bytes b = path.encode() if isinstance(path, str) else path
+    cdef bytes b = _fs(path)
     if umount2(b, MNT_DETACH) < 0:
         raise OSError(errno, f"umount {path}")
 
@@ -552,7 +561,7 @@ cdef extern from *:
     #include <unistd.h>
     #include <fcntl.h>
     #ifndef SYS_renameat2
-    #define SYS_renameat2 316
+    #error "no SYS_renameat2 in these kernel headers"
     #endif
     #define OCIPY_RENAME_EXCHANGE 2
     static int ocipy_rename_exchange(const char *a, const char *b)
@@ -571,8 +580,8 @@ def exchange(a, b):
     writeback of the new file's data (auto_da_alloc), 0.1-0.2 ms a file
     for state that is deleted again with the container.  OSError EINVAL: the
     filesystem cannot; ENOENT: one of them does not exist."""
-    cdef bytes ba = a.encode() if isinstance(a, str) else a
-    cdef bytes bb = b.encode() if isinstance(b, str) else b
+    cdef bytes ba = _fs(a)
+    cdef bytes bb = _fs(b)
     if ocipy_rename_exchange(ba, bb) < 0:
         raise OSError(errno, f"exchange {a} and {b}")
 

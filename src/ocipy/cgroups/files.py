@@ -146,8 +146,9 @@ def make_dirs(mountpoint: str, inner: str) -> tuple[str, list[str]]:
                 except OSError:
                     pass
             attempt += 1
-            # ENOENT: a parent was removed under us (the last container under a
-            # shared parent was deleted meanwhile): start again
+            # ENOENT: a parent was removed under us (a failed create or the
+            # delete of a container whose cgroupsPath made it, the last one
+            # under it, removed it meanwhile): start again
             if exc.errno != errno.ENOENT or attempt == 5:
                 raise
 

@@ -116,10 +116,13 @@ class Manager(abc.ABC):
         """The container's own cgroup directory in each hierarchy."""
         return self._leaf_dirs()
 
-    def keep(self, dirs: set[str]) -> None:
+    def keep(self, dirs: set[str]) -> list[str]:
         """Leave ``dirs``, parents made for every container that follows,
-        out of what ``destroy`` removes (container.create: /ocipy)."""
+        out of what ``destroy`` removes (container.create: /ocipy); returns
+        those of them this manager had made."""
+        kept = [d for d in self.created if d in dirs]
         self.created = [d for d in self.created if d not in dirs]
+        return kept
 
     def removable_dirs(self) -> list[str]:
         """The directories ``destroy`` would remove, deepest first (for state.py's fast file)."""
