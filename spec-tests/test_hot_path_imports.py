@@ -104,3 +104,95 @@ def test_exec_imports_only_what_it_needs(traced, runtime, bundle):
     assert _unexpected(report) == set()
     runtime.cmd("delete", "--force", cid, check=True)
     assert not os.path.exists(runtime.root / cid)
+
+
+# ---- the embedded launcher (ocipy/launcher.py), which takes no -X option -------
+# Built with its own boot code, then asked at the CLI's exit which modules it
+# has: the set allowed is the same, beyond what the embedded interpreter has
+# before its boot code runs (its frozen modules included) and the launcher's
+# frozen copy of ocipy/_pycfinder.py.
+
+_DUMP_AT_EXIT = """import sys
+import ocipy._os as _os
+_real_exit = _os._exit
+def _exit(code):
+    spawn = sys.modules.get("ocipy._native.spawn")
+    with open({report!r}, "a") as f:
+        f.write(" ".join(sorted(sys.modules)) + "\\n")
+        f.write(str(spawn and spawn.__spec__.origin) + "\\n")
+    _real_exit(code)
+_os._exit = _exit
+del _os
+from ocipy.__main__ import main
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def embedded_start_up(tmp_path_factory) -> set[str]:
+    from ocipy import launcher
+
+    probe = tmp_path_factory.mktemp("start-up") / "probe"
+    launcher.build_embedded(str(probe), boot="import sys\nprint(' '.join(sys.modules))\n",
+                            builtin_spawn=False)
+    out = subprocess.run([str(probe)], capture_output=True, text=True, timeout=30, check=True)
+    return set(out.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def embedded_binary(tmp_path_factory) -> tuple[Path, Path]:
+    """An embedded launcher built as make setup builds it, which writes
+    sys.modules (and where the spawn module came from) to a file when the
+    CLI exits."""
+    from ocipy import launcher
+
+    tmp = tmp_path_factory.mktemp("embedded")
+    report = tmp / "modules"
+    boot = launcher.launcher_source(embedded=True)
+    assert boot.endswith("from ocipy.__main__ import main\nmain()\n")
+    boot = boot[:-len("from ocipy.__main__ import main\nmain()\n")] + \
+        _DUMP_AT_EXIT.format(report=str(report))
+    binary = tmp / "ocipy-py"
+    launcher.build_embedded(str(binary), boot=boot)
+    return binary, report
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, runtime, embedded_binary, embedded_start_up):
+    binary, report = embedded_binary
+    report.unlink(missing_ok=True)
+    return type(runtime)(str(binary), runtime.root, tmp_path / "embedded-io"), report, \
+        embedded_start_up
+
+
+def _unexpected_embedded(report: Path, start_up: set[str]) -> set[str]:
+    modules = set(report.read_text().splitlines()[0].split())
+    assert "ocipy.container" in modules, "the report names no ocipy module"
+    assert "_ocipy_pycfinder" in modules and "ocipy._pycfinder" not in modules
+    ours = {m for m in modules if m == "ocipy" or m.startswith("ocipy.")}
+    # Cython's module init registers its runtime (cython_runtime and the
+    # shared function type's _cython_<version>): no import, no file
+    cython = {m for m in modules if m == "cython_runtime" or m.startswith("_cython_")}
+    return modules - ours - cython - start_up - ALLOWED - {"_ocipy_pycfinder"}
+
+
+@pytest.mark.parametrize("command", ["create", "run", "exec"])
+def test_the_embedded_launcher_imports_only_what_it_needs(embedded, runtime, bundle, command):
+    embedded_rt, report, start_up = embedded
+    bundle.args = ["true"] if command == "run" else ["sleep", "1000"]
+    bundle.write()
+    cid = runtime.new_id("imports")
+    if command == "create":
+        embedded_rt.cmd("create", "--bundle", bundle.path, cid, check=True)
+    elif command == "run":
+        proc = embedded_rt.cmd("run", "--bundle", bundle.path, cid)
+        assert proc.returncode == 0, proc.stderr
+    else:
+        runtime.cmd("run", "-d", "--bundle", bundle.path, cid, check=True)
+        proc = embedded_rt.cmd("exec", cid, "true")
+        assert proc.returncode == 0, proc.stderr
+    assert _unexpected_embedded(report, start_up) == set()
+    if command != "run":
+        runtime.cmd("delete", "--force", cid, check=True)
+    # the spawn extension came built in
+    assert report.read_text().splitlines()[1] == "built-in"
