@@ -109,30 +109,25 @@ def remove_dir(path: str) -> None:
         pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def _write_file(file: str, data: bytes) -> None:
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _write_new(path: str, name: str, data: bytes) -> None:
-    fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                 0o600)
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
+    _write_file(os.path.join(path, name), data)
 
 
 def _write_atomic(path: str, name: str, data: bytes, *, replace: bool = True) -> None:
     """Write ``name`` in ``path`` so a reader sees the old file or the new,
     never a part; ``replace``: it exists already (as far as we know)."""
     tmp = os.path.join(path, f".{name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
+    _write_file(tmp, data)
     target = os.path.join(path, name)
     if replace:
         # swapped in, then the old one unlinked: a rename over a file would
