@@ -248,8 +248,11 @@ def handed_in(dict plan) -> list:
     return fds
 
 
-cdef int _own_high(list owned, int fd, int floor) except -1:
-    """_high_fd for an fd of ``owned``, which follows it to its new number."""
+cdef int _own_high(list owned, int fd, int floor) except -2:
+    """_high_fd for an fd of ``owned``, which follows it to its new number;
+    -1 (none) stays -1."""
+    if fd < 0:
+        return -1
     cdef int moved = _high_fd(fd, floor)
     if moved != fd:
         owned[owned.index(fd)] = moved
@@ -282,10 +285,8 @@ def _spawn(dict plan, list owned):
     p.fork_after_ns = plan.get("fork_after_ns", False)
     p.timens_offsets = arena.s(plan.get("timens_offsets"))
     p.keyring = arena.s(plan.get("keyring"))
-    fifo_fd = plan.get("fifo_fd", -1)
-    p.fifo_fd = _own_high(owned, fifo_fd, floor) if fifo_fd >= 0 else -1
-    console_fd = plan.get("console_fd", -1)
-    p.console_fd = _own_high(owned, console_fd, floor) if console_fd >= 0 else -1
+    p.fifo_fd = _own_high(owned, plan.get("fifo_fd", -1), floor)
+    p.console_fd = _own_high(owned, plan.get("console_fd", -1), floor)
     rows, cols = plan.get("console_size") or (0, 0)
     p.console_rows = rows
     p.console_cols = cols
@@ -304,8 +305,7 @@ def _spawn(dict plan, list owned):
     for i, mnt in enumerate(mounts):
         m = &p.mounts[i]
         m.source = arena.s(mnt.get("source"))
-        source_fd = mnt.get("source_fd", -1)
-        m.source_fd = _own_high(owned, source_fd, floor) if source_fd >= 0 else -1
+        m.source_fd = _own_high(owned, mnt.get("source_fd", -1), floor)
         m.dest = arena.s(mnt["dest"])
         m.fstype = arena.s(mnt.get("fstype"))
         m.data = arena.s(mnt.get("data") or None)
@@ -395,14 +395,11 @@ def _spawn(dict plan, list owned):
             p.seccomp_filter = <const unsigned char *>arena.s(seccomp["filter"])
             p.seccomp_len = len(seccomp["filter"])
             p.seccomp_flags = seccomp.get("flags", 0)
-    listener = plan.get("seccomp_listener_fd", -1)
-    p.seccomp_listener_fd = _own_high(owned, listener, floor) if listener >= 0 else -1
+    p.seccomp_listener_fd = _own_high(owned, plan.get("seccomp_listener_fd", -1), floor)
 
     p.trace = plan.get("trace", False)
-    cgroup_fd = plan.get("cgroup_fd", -1)
-    p.cgroup_fd = _own_high(owned, cgroup_fd, floor) if cgroup_fd >= 0 else -1
-    procs_fd = plan.get("cgroup_procs_fd", -1)
-    p.cgroup_procs_fd = _own_high(owned, procs_fd, floor) if procs_fd >= 0 else -1
+    p.cgroup_fd = _own_high(owned, plan.get("cgroup_fd", -1), floor)
+    p.cgroup_procs_fd = _own_high(owned, plan.get("cgroup_procs_fd", -1), floor)
     p.cgroup_required = plan.get("cgroup_required", False)
     tasks = plan.get("cgroup_tasks", [])
     cdef int *tasks_fds = <int *>arena.alloc(len(tasks), sizeof(int))
