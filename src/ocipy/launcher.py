@@ -16,6 +16,9 @@ from __future__ import annotations
 import os
 import sys
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_NATIVE = os.path.join(_PACKAGE, "_native")
+
 _TEMPLATE = """#!{python} -IS
 # Written by `python -m ocipy.launcher` (see src/ocipy/launcher.py): -IS (one
 # argument: a shebang passes one) skips the site module; these are the paths it
@@ -60,7 +63,7 @@ del posix, _unchanged
 
 
 def _pycfinder_source() -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pycfinder.py")
+    return os.path.join(_PACKAGE, "_pycfinder.py")
 
 
 def launcher_source(*, embedded: bool = False) -> str:
@@ -68,9 +71,7 @@ def launcher_source(*, embedded: bool = False) -> str:
     embedded launcher, which installs its frozen copy of the finder."""
     import site
 
-    import ocipy
-
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(ocipy.__file__)))
+    package_parent = os.path.dirname(_PACKAGE)
     site_packages = []
     for directory in site.getsitepackages():
         if directory not in (package_parent, *site_packages) and os.path.isdir(directory):
@@ -154,9 +155,8 @@ def _spawn_extension() -> str | None:
     """The spawn extension module's file, None when it is not built."""
     import importlib.machinery
 
-    native = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native")
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = os.path.join(native, "spawn" + suffix)
+        path = os.path.join(_NATIVE, "spawn" + suffix)
         if os.path.isfile(path):
             return path
     return None
@@ -168,17 +168,16 @@ def _builtin_spawn() -> list[str]:
     (the C that Cython wrote from spawn.pyx, child.c, and ocipy-init, which
     init_image.c embeds).  None (an empty list) before setup.py has written
     them, e.g. in a non-editable install: the launcher then imports the .so."""
-    native = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native")
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(native)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(_NATIVE)))
     init = os.path.join(repo, "build", "ocipy-init")  # setup.py's INIT_BINARY
-    sources = [os.path.join(native, name) for name in ("spawn.c", "child.c", "init_image.c")]
+    sources = [os.path.join(_NATIVE, name) for name in ("spawn.c", "child.c", "init_image.c")]
     if not all(os.path.isfile(f) for f in [init, *sources]):
         return []
-    pyx = os.path.join(native, "spawn.pyx")
+    pyx = os.path.join(_NATIVE, "spawn.pyx")
     if os.path.getmtime(sources[0]) < os.path.getmtime(pyx):
         return []  # Cython has not rewritten it since spawn.pyx changed
     return ["-DOCIPY_BUILTIN_SPAWN", "-D_GNU_SOURCE", "-Wno-unused-function",
-            f'-DOCI_INIT_PATH="{init}"', "-I", native, *sources]
+            f'-DOCI_INIT_PATH="{init}"', "-I", _NATIVE, *sources]
 
 
 def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = True) -> None:
@@ -192,7 +191,7 @@ def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = 
     import sysconfig
     import tempfile
 
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native", "launcher.c")
+    source = os.path.join(_NATIVE, "launcher.c")
     library = os.path.join(sysconfig.get_config_var("LIBPL") or "",
                            sysconfig.get_config_var("LIBRARY") or "")
     cc = shutil.which("cc") or shutil.which("gcc")

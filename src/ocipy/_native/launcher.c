@@ -13,10 +13,9 @@
  *   needs (UTF-8; ASCII for the C locale), and __future__ (which every
  *   ocipy module imports) are frozen into the binary: start-up no longer
  *   lists /usr/lib/python3.11 and its encodings directory and reads their
- *   .pyc files.  They keep their
- *   __file__ and __path__ (CPython resolves frozen modules against the
- *   standard library directory), so every other codec still loads from
- *   there;
+ *   .pyc files.  They keep their __file__ and __path__ (CPython resolves
+ *   frozen modules against the standard library directory), so every other
+ *   codec still loads from there;
  * - ocipy/_pycfinder.py is frozen in too (as _ocipy_pycfinder), and the
  *   boot code installs that copy before ocipy is imported, so the package
  *   itself loads through it: no standard path finder for the package or
