@@ -18,14 +18,10 @@ _KEY = pytest.StashKey[set]()
 
 def default_cgroup_parents() -> set[str]:
     """Every <cgroup mount point>/ocipy of this mount namespace that exists."""
-    points = set()
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split(" ")
-            sep = fields.index("-")
-            if fields[sep + 1] in ("cgroup", "cgroup2"):
-                points.add(fields[4])
-    return {p for p in (os.path.join(m, "ocipy") for m in points) if os.path.isdir(p)}
+    from ocipy.host import cgroup_mounts
+
+    return {p for p in (os.path.join(m, "ocipy") for m, _, _ in cgroup_mounts())
+            if os.path.isdir(p)}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
