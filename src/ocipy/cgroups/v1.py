@@ -216,5 +216,3 @@ def _init_cpuset_path(leaf: str) -> None:
                     raise OcipyError(f"write {inherited[i]} to {path}",
                                      os.strerror(exc.errno or 0).lower(),
                                      errno=exc.errno) from None
-
-
