@@ -27,7 +27,10 @@
  *   same sources and flags as its .so) is linked in and registered as a
  *   built-in module: `create`, `run` and `exec` do not look it up and
  *   dlopen() it (ocipy._pycfinder hands it to BuiltinImporter while the
- *   .so is the one it was built with; a rebuilt .so is imported instead).
+ *   .so is the one it was built with; a rebuilt .so is imported instead);
+ * - the initialised data (libpython's static objects: types, the deep-frozen
+ *   code of the import system, the runtime state) is copied in with one
+ *   madvise() before the interpreter starts (populate_data, below).
  *
  * launcher_gen.h is written at build time (launcher.py, embedded_header):
  * OCIPY_EXECUTABLE (sys.executable: the virtualenv's python, as for the
@@ -40,6 +43,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <sys/mman.h>
+
 #include "launcher_gen.h"
 
 #if OCIPY_PY_HEXVERSION != PY_VERSION_HEX
@@ -49,6 +54,34 @@
 #ifdef OCIPY_BUILTIN_SPAWN
 PyMODINIT_FUNC PyInit_spawn(void);
 #endif
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* The linker's bounds of .data (glibc's crt1 and ld define them) */
+extern char __data_start[], _edata[];
+
+/*
+ * Interpreter start-up writes to nearly every page of the program's
+ * initialised data (~1.3 MB: reference counts and hashes of libpython's
+ * static objects, the interned strings of the deep-frozen modules), one
+ * copy-on-write page fault each: ~320 faults, a third of those a `create`
+ * takes.  One MADV_POPULATE_WRITE makes the same private copies in a
+ * single call, for about half the cost per page (measured on the test VM:
+ * -0.35 ms for `ocipy-py --version`, -0.2 ms for a create).  .bss is left
+ * alone: start-up touches little of it.  Only a speed-up: a kernel without
+ * it (EINVAL) or any other failure leaves the pages to fault in as before.
+ */
+static void populate_data(void)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)__data_start + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)_edata + page - 1) & ~(page - 1);
+
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+}
 
 static void __attribute__((noreturn)) fail(PyStatus status, PyConfig *config)
 {
@@ -63,6 +96,7 @@ int main(int argc, char **argv)
     PyConfig config;
     PyStatus status;
 
+    populate_data();
     PyImport_FrozenModules = ocipy_frozen;
 #ifdef OCIPY_BUILTIN_SPAWN
     if (PyImport_AppendInittab("ocipy._native.spawn", PyInit_spawn) < 0)
