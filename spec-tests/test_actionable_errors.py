@@ -93,7 +93,7 @@ MISTAKES = {
                               ["linux.resources.cpu.cpus", "cpuset.cpus", "this host has CPUs"]),
     "memory limit too low to start": (
         lambda b: b.linux.update(resources={"memory": {"limit": 4096}}),
-        ["it exited before it was ready", "OOM killer", "memory.limit is 4096 bytes"]),
+        ["it exited before it was ready", "out of memory?", "memory.limit is 4096 bytes"]),
     "hook missing": (lambda b: b.config.update(hooks={"prestart": [{"path": "/no/hook"}]}),
                      ['run prestart hook "/no/hook" (hooks.prestart[0])', "no such file"]),
 }

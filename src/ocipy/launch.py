@@ -182,8 +182,12 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
     # the plan the child gets, and the one its errors are worded from (the
     # cgroup files' paths included); every fd in it is spawn's to close,
     # also when opening the next ones fails here
-    native_plan = dict(plan, joins=[], mounts=mounts, trace=log.debug_enabled)
     placement = cgroup.self_placement() if cgroup is not None else None
+    # a manager that places from outside moves the child before it goes on:
+    # it waits for our go-ahead (and cannot share our memory meanwhile)
+    parent_places = cgroup is not None and placement is None
+    native_plan = dict(plan, joins=[], mounts=mounts, trace=log.debug_enabled,
+                       parent_places=parent_places)
     try:
         native_plan["joins"] = open_namespaces(plan.get("joins", []), kinds)
         if placement is not None:
@@ -205,11 +209,11 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
     log.step("clone", t, pid=pid)
     children = {pid}
     try:
-        if cgroup is not None and placement is None:
+        if parent_places:
             t = log.clock()
             cgroup.add(pid)
             log.step("place in cgroups", t)
-        _send(sock, b"G")  # cgroups are in place
+            _send(sock, b"G")  # cgroups are in place
         t_ready = t = log.clock()
         if meanwhile is not None:
             meanwhile(pid)
@@ -373,9 +377,18 @@ def _have_cap(name: str) -> bool:
 def _exit_hint(status: str, config: dict) -> str:
     limit = (((config.get("linux") or {}).get("resources") or {}).get("memory") or {}) \
         .get("limit")
-    if status == "killed by signal 9" and limit is not None and limit > 0:
-        return (f": was it killed by the OOM killer? linux.resources.memory.limit is "
-                f"{limit} bytes")
+    if limit is None or limit <= 0:
+        return ""
+    if status == "killed by signal 9":
+        return (f": out of memory? the OOM killer may have killed it: "
+                f"linux.resources.memory.limit is {limit} bytes")
+    if status == "exit status 1":
+        # the child exits 1 without a word when its error report cannot be
+        # sent: the kernel refused the memory even for that.  (Until it
+        # executes ocipy-init it shares our memory, vfork-style, and the OOM
+        # killer spares such a process: its allocations fail instead.)
+        return (f": out of memory? its error report could not even be sent: "
+                f"linux.resources.memory.limit is {limit} bytes")
     return ""
 
 

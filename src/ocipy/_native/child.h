@@ -203,6 +203,9 @@ struct oci_plan {
     int n_tasks;
     int in_cgroup;        /* scratch: clone3 put the child in cgroup_fd */
 
+    int parent_places;  /* the parent moves us into our cgroups after the clone (the
+                         * systemd driver): wait for its go-ahead before going on */
+
     int init_fd;        /* sealed memfd holding ocipy-init, executed for stage 2 */
     int peer_fd;        /* the parent's end of the sync socket: the child closes it */
     pid_t parent_pid;   /* who cloned us: gone before our PDEATHSIG was set means quit */

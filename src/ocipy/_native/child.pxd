@@ -127,6 +127,7 @@ cdef extern from "child.h" nogil:
         const unsigned char *tasks_required
         int n_tasks
         int in_cgroup
+        int parent_places
         int init_fd
         int peer_fd
         int parent_pid

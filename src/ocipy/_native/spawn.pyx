@@ -401,6 +401,7 @@ def _spawn(dict plan, list owned):
     p.cgroup_fd = _own_high(owned, plan.get("cgroup_fd", -1), floor)
     p.cgroup_procs_fd = _own_high(owned, plan.get("cgroup_procs_fd", -1), floor)
     p.cgroup_required = plan.get("cgroup_required", False)
+    p.parent_places = plan.get("parent_places", False)
     tasks = plan.get("cgroup_tasks", [])
     cdef int *tasks_fds = <int *>arena.alloc(len(tasks), sizeof(int))
     cdef unsigned char *tasks_required = <unsigned char *>arena.alloc(len(tasks), 1)
