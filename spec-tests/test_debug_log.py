@@ -87,3 +87,21 @@ def test_a_failing_create_logs_its_steps_then_the_error(runtime, bundle, tmp_pat
     assert "clone" in [e["msg"] for e in entries]
     assert entries[-1]["level"] == "error"
     assert entries[-1]["msg"] == proc.stderr.strip().removeprefix("ocipy: ")
+
+
+def test_debug_log_of_a_container_with_hundreds_of_mounts(runtime, bundle, tmp_path):
+    # one trace record per mount, all sent while the child sets itself up:
+    # more than a socket's buffer holds, so the parent must be reading them
+    # (a child sharing the parent's memory until its execve would wait for
+    # a reader that waits for it)
+    log = tmp_path / "debug.json"
+    count = 400
+    for i in range(count):
+        bundle.add_mount(f"/many/{i}", "tmpfs", "tmpfs", ["nosuid", "size=64k"])
+    bundle.args = ["sh", "-c", "grep -c ' /many/' /proc/self/mountinfo"]
+    proc = runtime.cmd("--debug", "--log", str(log), "--log-format", "json", "run",
+                       "--bundle", bundle.write(), runtime.new_id("dbg"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(count)
+    mounts = [e["msg"] for e in _lines(log) if e["msg"].startswith("child: mount [")]
+    assert len(mounts) == len(bundle.config["mounts"]), mounts[-3:]

@@ -173,6 +173,29 @@ def test_time_namespace_offsets_boottime(runtime, bundle):
     assert offsets["boottime"] == offset and offsets["monotonic"] == offset
 
 
+@pytest.mark.ocipy_only  # runc 1.1 refuses the time namespace type
+def test_exec_joins_the_containers_time_namespace(runtime, bundle):
+    # setns() into a time namespace needs a process whose memory no other
+    # one shares (the kernel says EUSERS otherwise): exec's child must not
+    # share the runtime's while it joins
+    if not os.path.exists("/proc/self/ns/time"):
+        pytest.skip("kernel without time namespaces")
+    offset = 20 * 86400
+    bundle.add_namespace("time")
+    bundle.linux["timeOffsets"] = {"boottime": {"secs": offset, "nanosecs": 0}}
+    bundle.args = ["sleep", "100"]
+    cid = runtime.new_id("timens")
+    runtime.create(cid, bundle)
+    runtime.start(cid)
+    proc = runtime.exec(cid, "cat", "/proc/uptime", "/proc/self/timens_offsets")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    host = float(open("/proc/uptime").read().split()[0])
+    assert float(lines[0].split()[0]) >= host + offset - 1, (lines, host)
+    offsets = {line.split()[0]: int(line.split()[1]) for line in lines[1:]}
+    assert offsets["boottime"] == offset, lines
+
+
 def test_joining_a_network_namespace_by_path(runtime, bundle, netns, util):
     path = netns()
     bundle.add_namespace("network", str(path))

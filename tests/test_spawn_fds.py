@@ -101,3 +101,23 @@ def test_a_launch_refused_before_the_clone_closes_what_it_opened(tmp_path):
         launch(plan, {})
     assert err.value.path == "linux.namespaces[0].path"
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_the_caller_stays_dumpable_after_the_child_is_cloned():
+    # the first child shares the caller's memory until its execve (child.c,
+    # spawn_shared) and makes itself non-dumpable meanwhile; dumpability
+    # belongs to the memory, so the caller must get its own back
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_get_dumpable = 3
+    assert libc.prctl(pr_get_dumpable, 0, 0, 0, 0) == 1
+    pid, sock = spawn.spawn({"process": {"args": ["/bin/true"], "env": [], "cwd": "/"}})
+    try:
+        while spawn.recv_msg(sock) is not None:
+            pass
+    finally:
+        os.close(sock)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert libc.prctl(pr_get_dumpable, 0, 0, 0, 0) == 1

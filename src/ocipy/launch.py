@@ -187,7 +187,7 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
     # it waits for our go-ahead (and cannot share our memory meanwhile)
     parent_places = cgroup is not None and placement is None
     native_plan = dict(plan, joins=[], mounts=mounts, trace=log.debug_enabled,
-                       parent_places=parent_places)
+                       parent_places=parent_places, join_paths=plan.get("joins", []))
     try:
         native_plan["joins"] = open_namespaces(plan.get("joins", []), kinds)
         if placement is not None:
@@ -384,9 +384,10 @@ def _exit_hint(status: str, config: dict) -> str:
                 f"linux.resources.memory.limit is {limit} bytes")
     if status == "exit status 1":
         # the child exits 1 without a word when its error report cannot be
-        # sent: the kernel refused the memory even for that.  (Until it
-        # executes ocipy-init it shares our memory, vfork-style, and the OOM
-        # killer spares such a process: its allocations fail instead.)
+        # sent (seen with a 4 KB limit: mount ENOMEM, then the report's
+        # send ENOBUFS).  Until it executes ocipy-init it shares our memory,
+        # vfork-style, and the OOM killer spares such a process: its
+        # allocations fail instead.
         return (f": out of memory? its error report could not even be sent: "
                 f"linux.resources.memory.limit is {limit} bytes")
     return ""
@@ -402,7 +403,10 @@ def _describe(name: str, plan: dict, config: dict, index: int, detail: str) -> s
                 f"(mounts[{index}])")
     if name == "setns":
         ns = (linux.get("namespaces") or [])[index]
-        return f'join {ns.get("type")} namespace "{ns.get("path")}" (linux.namespaces[{index}])'
+        # exec joins the init's namespaces: the config names no path
+        path = ns.get("path") or next(
+            (j[0] for j in plan.get("join_paths") or () if j[2] == index), None)
+        return f'join {ns.get("type")} namespace "{path}" (linux.namespaces[{index}])'
     if name == "device":
         where = f" (linux.devices[{index}])" if index >= 0 else ""
         return f'create device "{detail}"{where}'

@@ -1560,25 +1560,33 @@ struct oci_clone_args {
 /*
  * The child shares our memory until it executes ocipy-init, like a vfork()
  * child (CLONE_VM | CLONE_VFORK: we sleep in clone3 until its execve or its
- * exit), when it needs nothing from us before then: no id maps to write
- * (user namespace), no hooks to run, no systemd unit to be placed in.  Then
+ * exit), when it needs nothing from us before then (shares_memory).  Then
  * the clone copies no page table, its execve tears none down, and we take
  * no copy-on-write fault for every page we write afterwards: ~0.5 ms of a
  * `create` with the ~14 MB a Python process has mapped by then (measured on
  * the test VM), ~0.3 ms of an `exec` (whose child forks once more, to enter
  * the pid namespace: that fork still copies our memory, once instead of
- * twice).  Go's os/exec does the same
- * for namespaced children (forkAndExecInChild1: CLONE_VFORK | CLONE_VM
- * unless CLONE_NEWUSER).
+ * twice).  Go's os/exec does the same for namespaced children
+ * (forkAndExecInChild1: CLONE_VFORK | CLONE_VM unless CLONE_NEWUSER).
  *
  * It runs on a stack of its own (clone3_on_stack), works on its own copy of
  * the plan (run_shared_child), and what child.c writes through the plan's
  * pointers (a mount's source_fd, after closing it) the parent no longer
  * reads.  Like any vfork() child it shares the C library's thread state
  * with us, errno included, which we do not read after clone3 succeeds, and
- * it takes no lock and allocates nothing (see child.h).  x86-64 only: the
- * stack switch needs a few lines of assembly, and other architectures take
- * the plain clone below.
+ * it takes no lock and allocates nothing (see child.h).  What belongs to
+ * the memory rather than the process is ours too: PR_SET_DUMPABLE, which
+ * spawn_shared puts back.
+ *
+ * The cost: every signal stays blocked here until the child's execve (see
+ * oci_spawn), so a child stuck in a mount (a hung NFS or FUSE source) holds
+ * a SIGINT or SIGTERM back as long; SIGKILL still ends us.  And on cgroup
+ * v1 the child's move into its cpuset applies to the memory it shares: a
+ * memory policy of ours would be rebound to the container's cpuset.mems
+ * (we set none), and with cpuset.memory_migrate our pages would move.
+ *
+ * x86-64 only: the stack switch needs a few lines of assembly, and other
+ * architectures take the plain clone below.
  */
 #if defined(__x86_64__)
 #define OCI_SHARED_CHILD 1
@@ -1586,7 +1594,17 @@ struct oci_clone_args {
 
 static int shares_memory(const struct oci_plan *p)
 {
-    return !p->new_userns && !p->hooks_sync && !p->parent_places;
+    /* the user namespace's id maps, the hooks and a placement by the parent
+     * need us while the child works; so do --debug's trace records, which
+     * would fill the socket with nobody reading (one per mount) */
+    if (p->new_userns || p->hooks_sync || p->parent_places || p->trace)
+        return 0;
+    /* setns() into a time namespace refuses a process whose memory another
+     * one uses (EUSERS: the kernel's current_is_single_threaded()) */
+    for (int i = 0; i < p->n_joins; i++)
+        if (p->joins[i].nstype == CLONE_NEWTIME)
+            return 0;
+    return 1;
 }
 
 /* clone3 for a child starting on a stack of its own: it cannot return into
@@ -1627,23 +1645,29 @@ static void run_shared_child(void *arg)
     _exit(127);
 }
 
-/* clone3 with the child sharing our memory (see above); -errno when the
- * kernel refuses, and the caller falls back to a plain clone */
-static pid_t spawn_shared(struct oci_plan *p, int into_cgroup)
+/* The child's stack: only the pages it touches are ever allocated; a guard
+ * page below it.  NULL when there is none to be had (the caller then takes
+ * the plain clone). */
+static char *shared_stack(size_t *size)
 {
-    /* the child's stack: only the pages it touches are ever allocated; a
-     * guard page below it */
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t size = OCI_SHARED_STACK + page;
-    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE,
+    *size = OCI_SHARED_STACK + page;
+    char *stack = mmap(NULL, *size, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (stack == MAP_FAILED)
-        return -errno;
+        return NULL;
     if (mprotect(stack, page, PROT_NONE) < 0) {
-        int e = errno;
-        munmap(stack, size);
-        return -e;
+        munmap(stack, *size);
+        return NULL;
     }
+    return stack;
+}
+
+/* clone3 with the child sharing our memory (see above): its pid, or
+ * -errno when the kernel refuses */
+static pid_t spawn_shared(struct oci_plan *p, char *stack, size_t size, int into_cgroup)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     struct oci_clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = (uint64_t)(unsigned int)p->clone_flags | CLONE_VM | CLONE_VFORK;
@@ -1653,11 +1677,14 @@ static pid_t spawn_shared(struct oci_plan *p, int into_cgroup)
     }
     args.exit_signal = SIGCHLD;
     args.stack = (uint64_t)(uintptr_t)(stack + page);
-    args.stack_size = OCI_SHARED_STACK;
+    args.stack_size = size - page;
     p->in_cgroup = into_cgroup; /* the child's copy says where it is */
+    /* the child turns dumpability off for what it shares: ours again after */
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     long pid = clone3_on_stack(&args, run_shared_child, p);
     /* back here: the child has executed ocipy-init or exited */
-    munmap(stack, size);
+    if (dumpable >= 0)
+        prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     return (pid_t)pid;
 }
 #endif
@@ -1671,17 +1698,21 @@ int oci_spawn(struct oci_plan *p)
     pid_t pid = -1;
     int in_cgroup = 0;
 #ifdef OCI_SHARED_CHILD
-    if (shares_memory(p)) {
+    size_t stack_size;
+    char *stack = shares_memory(p) ? shared_stack(&stack_size) : NULL;
+    if (stack) {
         if (p->cgroup_fd >= 0) {
-            pid = spawn_shared(p, 1);
+            pid = spawn_shared(p, stack, stack_size, 1);
             if (pid < 0 && p->cgroup_required && pid != -ENOSYS && pid != -EPERM &&
                 pid != -EINVAL && pid != -E2BIG) {
+                munmap(stack, stack_size);
                 sigprocmask(SIG_SETMASK, &old, NULL);
                 return pid; /* the cgroup's answer, as below */
             }
         }
         if (pid < 0)
-            pid = spawn_shared(p, 0);
+            pid = spawn_shared(p, stack, stack_size, 0);
+        munmap(stack, stack_size);
         if (pid >= 0 || (pid != -ENOSYS && pid != -EPERM && pid != -EINVAL && pid != -E2BIG)) {
             sigprocmask(SIG_SETMASK, &old, NULL);
             return pid;
