@@ -190,7 +190,8 @@ def test_exec_joins_the_containers_time_namespace(runtime, bundle):
     proc = runtime.exec(cid, "cat", "/proc/uptime", "/proc/self/timens_offsets")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    host = float(open("/proc/uptime").read().split()[0])
+    with open("/proc/uptime") as f:
+        host = float(f.read().split()[0])
     assert float(lines[0].split()[0]) >= host + offset - 1, (lines, host)
     offsets = {line.split()[0]: int(line.split()[1]) for line in lines[1:]}
     assert offsets["boottime"] == offset, lines
