@@ -96,9 +96,11 @@ def test_debug_log_of_a_container_with_hundreds_of_mounts(runtime, bundle, tmp_p
     # a reader that waits for it)
     log = tmp_path / "debug.json"
     count = 400
+    # their mount points made in a tmpfs of the container's, not in the rootfs
+    bundle.add_mount("/tmp", "tmpfs", "tmpfs", ["nosuid", "size=64k"])
     for i in range(count):
-        bundle.add_mount(f"/many/{i}", "tmpfs", "tmpfs", ["nosuid", "size=64k"])
-    bundle.args = ["sh", "-c", "grep -c ' /many/' /proc/self/mountinfo"]
+        bundle.add_mount(f"/tmp/many/{i}", "tmpfs", "tmpfs", ["nosuid", "size=64k"])
+    bundle.args = ["sh", "-c", "grep -c ' /tmp/many/' /proc/self/mountinfo"]
     proc = runtime.cmd("--debug", "--log", str(log), "--log-format", "json", "run",
                        "--bundle", bundle.write(), runtime.new_id("dbg"), timeout=60)
     assert proc.returncode == 0, proc.stderr
