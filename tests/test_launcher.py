@@ -137,6 +137,21 @@ def test_the_frozen_modules_are_this_interpreters():
     assert ", ".join(str(ord(c)) for c in sys.executable) in header
 
 
+def test_the_boot_code_is_frozen_and_run_by_a_one_line_command(tmp_path):
+    # start-up compiles `import _ocipy_boot`, not the boot code itself
+    header = launcher.embedded_header("pass\n")
+    command = "import " + launcher.BOOT_MODULE
+    assert f"OCIPY_BOOT[] = {launcher._c_wide(command)};" in header
+    assert f'{{"{launcher.BOOT_MODULE}", ocipy_frozen_' in header
+    binary = tmp_path / "boot"
+    launcher.build_embedded(str(binary), builtin_spawn=False, boot=(
+        "import sys\n"
+        "print(__name__, __spec__.origin, sys.argv, '__main__' in sys.modules)\n"))
+    out = subprocess.run([str(binary), "a b"], capture_output=True, text=True, timeout=30,
+                         check=True)
+    assert out.stdout == f"{launcher.BOOT_MODULE} frozen {[str(binary), 'a b']} True\n"
+
+
 def test_the_boot_code_puts_the_extension_modules_first_and_ocipy_before_all(tmp_path):
     # the script launcher's sys.path, as the embedded one runs the same code
     script = tmp_path / "ocipy-py"
