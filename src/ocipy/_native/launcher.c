@@ -30,7 +30,8 @@
  *   .so is the one it was built with; a rebuilt .so is imported instead);
  * - the initialised data (libpython's static objects: types, the deep-frozen
  *   code of the import system, the runtime state) is copied in with one
- *   madvise() before the interpreter starts (populate_data, below).
+ *   madvise() before the interpreter starts (populate_data, below), and
+ *   pymalloc's first two arenas come populated (arena_alloc).
  *
  * launcher_gen.h is written at build time (launcher.py, embedded_header):
  * OCIPY_EXECUTABLE (sys.executable: the virtualenv's python, as for the
@@ -85,6 +86,37 @@ static void populate_data(void)
         (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
 }
 
+/*
+ * pymalloc's arenas (1 MiB each, where objects of up to 512 bytes live), as
+ * CPython maps them (_PyObject_ArenaMmap), except that the first two are
+ * populated in the same call: a create, run or exec maps two and fills
+ * nearly all of them, ~500 page faults otherwise (about 200 fewer faults
+ * in all, with the glibc heap's and the rest; create -0.07 to -0.17 ms
+ * over three A/B runs of 80-100 rounds, peak RSS +0.15 MiB).  A third
+ * arena, rarely needed, faults in as before.  Arenas are taken and given
+ * back under the interpreter lock: the count needs no other.
+ */
+#define OCIPY_POPULATED_ARENAS 2
+static int arenas_mapped;
+
+static void *arena_alloc(void *ctx, size_t size)
+{
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+    (void)ctx;
+    if (arenas_mapped < OCIPY_POPULATED_ARENAS) {
+        arenas_mapped++;
+        flags |= MAP_POPULATE;
+    }
+    void *arena = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+    return arena == MAP_FAILED ? NULL : arena;
+}
+
+static void arena_free(void *ctx, void *arena, size_t size)
+{
+    (void)ctx;
+    munmap(arena, size);
+}
+
 static void __attribute__((noreturn)) fail(PyStatus status, PyConfig *config)
 {
     if (config)
@@ -99,6 +131,9 @@ int main(int argc, char **argv)
     PyStatus status;
 
     populate_data();
+    /* before the first arena is mapped (pre-initialisation may allocate) */
+    PyObjectArenaAllocator arenas = {NULL, arena_alloc, arena_free};
+    PyObject_SetArenaAllocator(&arenas);
     PyImport_FrozenModules = ocipy_frozen;
 #ifdef OCIPY_BUILTIN_SPAWN
     if (PyImport_AppendInittab("ocipy._native.spawn", PyInit_spawn) < 0)
