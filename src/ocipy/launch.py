@@ -179,13 +179,13 @@ def launch(plan: dict, config: dict, *, until_exec: bool = False, on_hooks=None,
         # bind inside the new mount namespace keeps the mounts in config
         # order in mountinfo, which runtime-tools checks.
         mounts = open_bind_sources(mounts)
-    # the plan the child gets, and the one its errors are worded from (the
-    # cgroup files' paths included); every fd in it is spawn's to close,
-    # also when opening the next ones fails here
     placement = cgroup.self_placement() if cgroup is not None else None
     # a manager that places from outside moves the child before it goes on:
     # it waits for our go-ahead (and cannot share our memory meanwhile)
     parent_places = cgroup is not None and placement is None
+    # the plan the child gets, and the one its errors are worded from (the
+    # cgroup files' paths included); every fd in it is spawn's to close,
+    # also when opening the next ones fails here
     native_plan = dict(plan, joins=[], mounts=mounts, trace=log.debug_enabled,
                        parent_places=parent_places, join_paths=plan.get("joins", []))
     try:

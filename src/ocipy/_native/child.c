@@ -1663,11 +1663,11 @@ static char *shared_stack(size_t *size)
     return stack;
 }
 
-/* clone3 with the child sharing our memory (see above): its pid, or
- * -errno when the kernel refuses */
+/* clone3 with the child sharing our memory (see above), on the stack
+ * shared_stack mapped (the guard page below it, then OCI_SHARED_STACK
+ * bytes): its pid, or -errno when the kernel refuses */
 static pid_t spawn_shared(struct oci_plan *p, char *stack, size_t size, int into_cgroup)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     struct oci_clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = (uint64_t)(unsigned int)p->clone_flags | CLONE_VM | CLONE_VFORK;
@@ -1676,8 +1676,8 @@ static pid_t spawn_shared(struct oci_plan *p, char *stack, size_t size, int into
         args.cgroup = (uint64_t)p->cgroup_fd;
     }
     args.exit_signal = SIGCHLD;
-    args.stack = (uint64_t)(uintptr_t)(stack + page);
-    args.stack_size = size - page;
+    args.stack = (uint64_t)(uintptr_t)(stack + size - OCI_SHARED_STACK);
+    args.stack_size = OCI_SHARED_STACK;
     p->in_cgroup = into_cgroup; /* the child's copy says where it is */
     /* the child turns dumpability off for what it shares: ours again after */
     int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
@@ -1688,6 +1688,15 @@ static pid_t spawn_shared(struct oci_plan *p, char *stack, size_t size, int into
     return (pid_t)pid;
 }
 #endif
+
+/* clone3 could not be used at all (no such call before Linux 5.3, a
+ * seccomp profile's EPERM, a kernel without CLONE_INTO_CGROUP or its cgroup
+ * field: EINVAL, E2BIG), as against the cgroup's own answer to being put
+ * in it (a full pids.max: EAGAIN, which a migration would not enforce) */
+static int clone3_unusable(int err)
+{
+    return err == ENOSYS || err == EPERM || err == EINVAL || err == E2BIG;
+}
 
 int oci_spawn(struct oci_plan *p)
 {
@@ -1701,25 +1710,20 @@ int oci_spawn(struct oci_plan *p)
     size_t stack_size;
     char *stack = shares_memory(p) ? shared_stack(&stack_size) : NULL;
     if (stack) {
+        /* the same steps as the plain clone below */
+        int refused = 0;
         if (p->cgroup_fd >= 0) {
             pid = spawn_shared(p, stack, stack_size, 1);
-            if (pid < 0 && p->cgroup_required && pid != -ENOSYS && pid != -EPERM &&
-                pid != -EINVAL && pid != -E2BIG) {
-                munmap(stack, stack_size);
-                sigprocmask(SIG_SETMASK, &old, NULL);
-                return pid; /* the cgroup's answer, as below */
-            }
+            refused = pid < 0 && p->cgroup_required && !clone3_unusable(-pid);
         }
-        if (pid < 0)
+        if (pid < 0 && !refused)
             pid = spawn_shared(p, stack, stack_size, 0);
         munmap(stack, stack_size);
-        if (pid >= 0 || (pid != -ENOSYS && pid != -EPERM && pid != -EINVAL && pid != -E2BIG)) {
+        if (pid >= 0 || !clone3_unusable(-pid)) {
             sigprocmask(SIG_SETMASK, &old, NULL);
             return pid;
         }
-        /* no usable clone3 (none before Linux 5.3, its cgroup field before
-         * 5.7: E2BIG): the plain clone below */
-        pid = -1;
+        pid = -1; /* no usable clone3: the plain clone below */
     }
 #endif
     if (p->cgroup_fd >= 0) {
@@ -1730,13 +1734,10 @@ int oci_spawn(struct oci_plan *p)
         args.cgroup = (uint64_t)p->cgroup_fd;
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
         in_cgroup = pid >= 0;
-        /* clone3 unusable (no such call, a seccomp profile's EPERM, a kernel
-         * without CLONE_INTO_CGROUP), or a best-effort cgroup: the plain
-         * clone below, and the child writes cgroup.procs.  Otherwise it is
-         * the cgroup's answer (a full pids.max: EAGAIN, which a migration
-         * would not enforce). */
-        if (pid < 0 && p->cgroup_required && errno != ENOSYS && errno != EPERM &&
-            errno != EINVAL && errno != E2BIG) {
+        /* clone3 unusable, or a best-effort cgroup: the plain clone below,
+         * and the child writes cgroup.procs.  Otherwise it is the cgroup's
+         * answer. */
+        if (pid < 0 && p->cgroup_required && !clone3_unusable(errno)) {
             int refused = errno;
             sigprocmask(SIG_SETMASK, &old, NULL);
             return -refused;
