@@ -31,6 +31,9 @@ NATIVE_SOURCES := $(wildcard src/ocipy/_native/*.pyx src/ocipy/_native/*.pxd \
                              src/ocipy/_native/*.c src/ocipy/_native/*.h)
 # setup.py's build_py turns the schema into src/ocipy/_schema_check.py
 SCHEMA_SOURCES := $(wildcard src/ocipy/schema/*.json) tools/gen_validator.py
+# the launcher holds ocipy's modules as static code (ocipy/_freeze.py): a
+# changed module rebuilds it (until then, that module loads from its .pyc)
+PY_SOURCES := $(shell find src/ocipy -name '*.py' -not -path '*/__pycache__/*')
 
 .PHONY: demo test setup bundles bench clean FORCE
 
@@ -90,9 +93,8 @@ $(STAMP)/venv: $(STAMP)/apt $(STAMP)/python
 # to the Python launcher, .venv/bin/ocipy-py (embedded CPython,
 # src/ocipy/_native/launcher.c, built by ocipy/launcher.py).  It is built
 # after pip, which writes a console script of its own at .venv/bin/ocipy.
-$(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) setup.py pyproject.toml \
-                src/ocipy/launcher.py src/ocipy/_pycfinder.py tools/cc-static Makefile \
-                $(STAMP)/libpython
+$(STAMP)/build: $(STAMP)/venv $(NATIVE_SOURCES) $(SCHEMA_SOURCES) $(PY_SOURCES) setup.py \
+                pyproject.toml tools/cc-static Makefile $(STAMP)/libpython
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -m ocipy.launcher $(VENV)/bin/ocipy-py
 	@# every module's .pyc now, timestamp-checked (what ocipy/_pycfinder.py reads):

@@ -102,6 +102,20 @@ def test_make_setup_installs_the_embedded_launcher():
         assert f.read(4) == b"\x7fELF", "the script launcher was installed"
 
 
+def test_the_installed_launcher_runs_ocipys_modules_from_its_static_code(tmp_path):
+    # no .pyc of ocipy is read: every module comes from the code built in
+    # (ocipy/_freeze.py), which `make` rebuilds whenever a source changes
+    trace = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-e", "trace=openat", "-o", str(trace), str(INSTALLED),
+                    "--root", str(tmp_path / "root"), "list"],
+                   capture_output=True, timeout=30, check=True)
+    opened = trace.read_text()
+    package = str(REPO / "src" / "ocipy")
+    assert f'"{package}/cli.py"' not in opened
+    assert [line for line in opened.splitlines() if package in line and ".pyc" in line] == []
+    assert f"{launcher.PACKAGE_CODE_PREFIX}ocipy.cli".encode() in INSTALLED.read_bytes()
+
+
 @pytest.mark.parametrize("args", [["--version"], ["state", "no-such-container"], ["spec", "-h"]])
 def test_the_installed_launcher_answers_as_the_script_does(tmp_path, args):
     script = tmp_path / "ocipy-py"
@@ -130,19 +144,20 @@ def test_without_a_static_libpython_the_script_is_installed(tmp_path, monkeypatc
 
 
 def test_the_frozen_modules_are_this_interpreters():
-    header = launcher.embedded_header("pass\n")
-    for name in launcher.FROZEN:
-        assert f'{{"{name}", ocipy_frozen_' in header
+    header, code = launcher.embedded_sources("pass\n")
+    for name in launcher.FROZEN:  # as static code (ocipy/_freeze.py)
+        assert f'{{"{name}", ocipy_code_marker, 6, {int(name == "encodings")}, ' in header
+    assert f"PY_VERSION_HEX != {sys.hexversion:#x}" in code
     # the boot code and sys.executable as wide strings (code points)
     assert ", ".join(str(ord(c)) for c in sys.executable) in header
 
 
 def test_the_boot_code_is_frozen_and_run_by_a_one_line_command(tmp_path):
     # start-up compiles `import _ocipy_boot`, not the boot code itself
-    header = launcher.embedded_header("pass\n")
+    header, _ = launcher.embedded_sources("pass\n")
     command = "import " + launcher.BOOT_MODULE
     assert f"OCIPY_BOOT[] = {launcher._c_wide(command)};" in header
-    assert f'{{"{launcher.BOOT_MODULE}", ocipy_frozen_' in header
+    assert f'{{"{launcher.BOOT_MODULE}", ocipy_code_marker, 6, 0, ' in header
     binary = tmp_path / "boot"
     launcher.build_embedded(str(binary), builtin_spawn=False, boot=(
         "import sys\n"

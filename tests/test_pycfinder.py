@@ -101,6 +101,23 @@ def test_an_extension_module_of_the_same_name_wins_as_with_filefinder(package):
     assert _pycfinder.PycFinder().find_spec("ocipy.plain", [str(package)]) is None
 
 
+def test_the_launchers_static_code_is_used_only_for_the_source_it_was_built_from(package):
+    # the embedded launcher's table: module -> (frozen name, source mtime_ns, size)
+    source = package / "plain.py"
+    st = source.stat()
+    table = {"ocipy.plain": ("_ocipy_code:ocipy.plain", st.st_mtime_ns, st.st_size)}
+    spec = _pycfinder.PycFinder(frozen=table).find_spec("ocipy.plain", [str(package)])
+    assert (spec.loader._static, spec.loader._data) == ("_ocipy_code:ocipy.plain", None)
+    assert (spec.origin, spec.cached) == (str(source), importlib.util.cache_from_source(
+        str(source)))
+    # an edit since (another mtime, or size): its .pyc, as without the table
+    for changed in ((st.st_mtime_ns + 1, st.st_size), (st.st_mtime_ns, st.st_size + 1)):
+        table["ocipy.plain"] = ("_ocipy_code:ocipy.plain", *changed)
+        spec = _pycfinder.PycFinder(frozen=table).find_spec("ocipy.plain", [str(package)])
+        assert spec.loader._static is None and spec.loader._data is not None
+        assert _load(spec).VALUE == 42
+
+
 def test_only_submodules_of_ocipy_are_its_business(package):
     finder = _pycfinder.PycFinder()
     assert finder.find_spec("plain", [str(package)]) is None

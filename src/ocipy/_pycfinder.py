@@ -19,6 +19,11 @@ only, does the same checks with fewer steps:
   header.  Anything else (no .pyc, a stale one, a hash-based one, -O)
   returns None and the standard path compiles and writes the .pyc as usual.
 
+In the embedded launcher, which holds ocipy's modules as static code
+objects (ocipy/_freeze.py), a module whose source has the mtime and size it
+was built from takes its code from there instead (_imp.get_frozen_object):
+no .pyc read, nothing unmarshalled.
+
 The loader is a SourceFileLoader whose get_code returns the code read here,
 so modules get the same __spec__, __file__, __cached__, __loader__ and
 resource reader as with the standard path.
@@ -36,17 +41,26 @@ _PYC_LIMIT = 1 << 20  # ocipy's largest .pyc is ~60 KB; a bigger one takes the s
 
 
 class _Loader(SourceFileLoader):
-    """The standard source loader, handed the checked .pyc's bytes."""
+    """The standard source loader, handed the checked .pyc's bytes, or the
+    name of the module's static code in the embedded launcher."""
 
-    def __init__(self, fullname: str, path: str, data: bytes) -> None:
+    def __init__(self, fullname: str, path: str, data: bytes | None,
+                 static: str | None = None) -> None:
         super().__init__(fullname, path)
-        self._data: bytes | None = data
+        self._data = data
+        self._static = static
 
     def get_code(self, fullname: str):
         data, self._data = self._data, None
-        if data is None or fullname != self.name:
+        static, self._static = self._static, None
+        if fullname != self.name:
             return super().get_code(fullname)
-        code = marshal.loads(memoryview(data)[16:])
+        if static is not None:
+            code = _imp.get_frozen_object(static)
+        elif data is not None:
+            code = marshal.loads(memoryview(data)[16:])
+        else:
+            return super().get_code(fullname)
         _imp._fix_co_filename(code, self.path)
         return code
 
@@ -55,11 +69,15 @@ class PycFinder:
     """Finds the submodules of ocipy (the package itself is loaded by then: it
     holds this module); see the module doc."""
 
-    def __init__(self, package_parent: str | None = None, builtins: tuple = ()) -> None:
+    def __init__(self, package_parent: str | None = None, builtins: tuple = (),
+                 frozen: dict | None = None) -> None:
         # where the ocipy package is, when the finder is to load it too (the
         # embedded launcher installs its frozen copy of this module first)
         self._package_parent = package_parent
         self._builtins = frozenset(builtins)
+        # the embedded launcher's static code: {module: (its name in the
+        # frozen table, the source's mtime_ns and size it was built from)}
+        self._frozen = frozen or {}
         self._listings: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._tag = sys.implementation.cache_tag
         self._extension_suffixes = tuple(_imp.extension_suffixes())
@@ -105,11 +123,15 @@ class PycFinder:
             pyc = f"{directory}/__pycache__/{name}.{self._tag}.pyc"
         else:
             return None
-        data = _checked_pyc(source, pyc)
-        if data is None:
-            return None
-        spec = ModuleSpec(fullname, _Loader(fullname, source, data), origin=source,
-                          is_package=package_dir is not None)
+        static = self._frozen.get(fullname)
+        if static is not None and _unchanged(source, static[1], static[2]):
+            loader = _Loader(fullname, source, None, static[0])
+        else:
+            data = _checked_pyc(source, pyc)
+            if data is None:
+                return None
+            loader = _Loader(fullname, source, data)
+        spec = ModuleSpec(fullname, loader, origin=source, is_package=package_dir is not None)
         spec.has_location = True
         spec.cached = pyc
         if package_dir is not None:
@@ -118,6 +140,15 @@ class PycFinder:
 
     def invalidate_caches(self) -> None:
         self._listings.clear()
+
+
+def _unchanged(source: str, mtime_ns: int, size: int) -> bool:
+    """Whether source is the file the static code was compiled from."""
+    try:
+        st = posix.stat(source)
+    except OSError:
+        return False
+    return st.st_mtime_ns == mtime_ns and st.st_size == size
 
 
 def _checked_pyc(source: str, pyc: str) -> bytes | None:
@@ -144,11 +175,13 @@ def _checked_pyc(source: str, pyc: str) -> bytes | None:
     return data
 
 
-def install(package_parent: str | None = None, builtins: tuple = ()) -> None:
+def install(package_parent: str | None = None, builtins: tuple = (),
+            frozen: dict | None = None) -> None:
     """Put the finder first on sys.meta_path (the CLI launcher does, nothing
     else); with package_parent, the directory holding ocipy/, it loads the
     package itself too; builtins: the ocipy modules to take from the
-    interpreter's built-in modules."""
+    interpreter's built-in modules; frozen: the modules the embedded
+    launcher holds as static code (PycFinder.__init__)."""
     if sys.flags.optimize or sys.pycache_prefix is not None:
         return  # other .pyc names: the standard path knows them
-    sys.meta_path.insert(0, PycFinder(package_parent, builtins))
+    sys.meta_path.insert(0, PycFinder(package_parent, builtins, frozen))

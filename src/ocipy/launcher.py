@@ -43,7 +43,7 @@ install()
 """
 
 # The embedded launcher has ocipy/_pycfinder.py frozen in as _ocipy_pycfinder
-# (built with it: see embedded_header) and installs that copy before ocipy
+# (built with it: see embedded_sources) and installs that copy before ocipy
 # is imported, so the finder loads the package too: no standard path finder
 # for either.  A source changed since the build takes the standard path.
 _EMBEDDED_FINDER = """import posix
@@ -57,7 +57,7 @@ if _unchanged({source!r}, {mtime_ns}, {size}):
     from _ocipy_pycfinder import install
 else:
     from ocipy._pycfinder import install
-install({package_parent!r}, builtins={builtins})
+install({package_parent!r}, builtins={builtins}, frozen={frozen})
 del posix, _unchanged
 """
 
@@ -66,9 +66,10 @@ def _pycfinder_source() -> str:
     return os.path.join(_PACKAGE, "_pycfinder.py")
 
 
-def launcher_source(*, embedded: bool = False) -> str:
+def launcher_source(*, embedded: bool = False, frozen: dict | None = None) -> str:
     """The launcher's code: the script, or (embedded) the boot code of the
-    embedded launcher, which installs its frozen copy of the finder."""
+    embedded launcher, which installs its frozen copy of the finder; frozen:
+    the modules whose code it holds (package_code)."""
     import site
 
     package_parent = os.path.dirname(_PACKAGE)
@@ -90,7 +91,7 @@ def launcher_source(*, embedded: bool = False) -> str:
                         f"{so.st_mtime_ns}, {so.st_size}) else ()")
         finder = _EMBEDDED_FINDER.format(source=source, mtime_ns=st.st_mtime_ns,
                                          size=st.st_size, package_parent=package_parent,
-                                         builtins=builtins)
+                                         builtins=builtins, frozen=frozen or {})
     return _TEMPLATE.format(python=sys.executable, package_parent=package_parent,
                             site_packages=site_packages, finder=finder)
 
@@ -120,23 +121,72 @@ def _c_bytes(data: bytes) -> str:
 BOOT_MODULE = "_ocipy_boot"
 
 
-def embedded_header(boot: str | None = None) -> str:
-    """launcher_gen.h for src/ocipy/_native/launcher.c (see there); boot:
-    other code than the launcher's (the tests' probes)."""
+# ocipy's own modules as static code objects (ocipy/_freeze.py), under
+# these names in the frozen modules' table: no import finds them there (a
+# name with a colon), only ocipy/_pycfinder.py, by the name.
+PACKAGE_CODE_PREFIX = "_ocipy_code:"
+
+
+def package_code(extra: tuple = ()) -> tuple[list[tuple[str, object]], dict]:
+    """ocipy's modules compiled, the ones ocipy/_freeze.py can write as static
+    code: [(name in the frozen table, code)], and {module: (that name, the
+    source's mtime_ns, its size)}, what ocipy/_pycfinder.py checks before
+    using it; extra: more modules, (name, source) each (the tests' cases)."""
+    from ocipy import _freeze
+
+    sources = [(module, f"<{module}>", source, 0, len(source)) for module, source in extra]
+    parent = os.path.dirname(_PACKAGE)
+    for directory, dirs, files in os.walk(_PACKAGE):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for file in sorted(files):
+            if not file.endswith(".py"):
+                continue
+            path = os.path.join(directory, file)
+            parts = os.path.relpath(path, parent)[:-len(".py")].split(os.sep)
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            before = os.stat(path)
+            with open(path, "rb") as f:
+                source = f.read()
+            after = os.stat(path)
+            if (before.st_mtime_ns, before.st_size) != (after.st_mtime_ns, len(source)):
+                continue  # changed while read: it loads from its .pyc
+            sources.append((module, path, source, after.st_mtime_ns, after.st_size))
+    codes, table = [], {}
+    for module, filename, source, mtime_ns, size in sources:
+        code = compile(source, filename, "exec", dont_inherit=True)
+        if _freeze.supported(code):
+            codes.append((PACKAGE_CODE_PREFIX + module, code))
+            table[module] = (PACKAGE_CODE_PREFIX + module, mtime_ns, size)
+    return codes, table
+
+
+def embedded_sources(boot: str | None = None, *, package: bool | None = None,
+                     extra_code: tuple = ()) -> tuple[str, str]:
+    """launcher_gen.h and ocipy_code.c for src/ocipy/_native/launcher.c (see
+    there).  boot: other code than the launcher's (the tests' probes);
+    package: ocipy's modules as static code too (package_code), by default
+    with the launcher's code, which knows to use them; extra_code: more of
+    them (package_code)."""
     import importlib.util
     import marshal
 
+    from ocipy import _freeze
+
+    static, table = package_code(extra_code) if package or (
+        package is None and boot is None) else ([], {})
     if boot is None:
-        boot = launcher_source(embedded=True)
+        boot = launcher_source(embedded=True, frozen=table)
     lines = [
-        "/* Written by ocipy/launcher.py (embedded_header) at build time. */",
+        "/* Written by ocipy/launcher.py (embedded_sources) at build time. */",
         # the frozen code is this interpreter's bytecode: launcher.c refuses
         # to build against another Python's headers
         f"#define OCIPY_PY_HEXVERSION {sys.hexversion:#x}",
         f"static const wchar_t OCIPY_EXECUTABLE[] = {_c_wide(sys.executable)};",
         f"static const wchar_t OCIPY_BOOT[] = {_c_wide(f'import {BOOT_MODULE}')};",
+        # static code is found through its function and never unmarshalled
+        # (CPython wants some data in the entry all the same)
+        'static const unsigned char ocipy_code_marker[] = "static";',
     ]
-    entries = []
     modules = []  # (name, file name for the code, its source, is a package)
     for name in FROZEN:
         spec = importlib.util.find_spec(name)
@@ -149,15 +199,25 @@ def embedded_header(boot: str | None = None) -> str:
     with open(_pycfinder_source(), "rb") as f:
         modules.append(("_ocipy_pycfinder", _pycfinder_source(), f.read(), False))
     modules.append((BOOT_MODULE, f"<frozen {BOOT_MODULE}>", boot, False))
-    for index, (name, filename, source, is_package) in enumerate(modules):
+    packages = {name for name, _, _, is_package in modules if is_package}
+    start_up, marshalled = [], []
+    for name, filename, source, _ in modules:
         code = compile(source, filename, "exec", dont_inherit=True)
+        (start_up if _freeze.supported(code) else marshalled).append((name, code))
+    code_c, names = _freeze.write_c(start_up + static, sys.hexversion)
+    entries = []
+    for index, name in enumerate(names):
+        lines.append(f"PyObject *ocipy_get_code_{index}(void);")
+        entries.append(f'    {{"{name}", ocipy_code_marker, 6, {int(name in packages)}, '
+                       f"ocipy_get_code_{index}}},")
+    for index, (name, code) in enumerate(marshalled):
         data = marshal.dumps(code)
-        package = int(is_package)
         lines.append(f"static const unsigned char ocipy_frozen_{index}[] = {_c_bytes(data)};")
-        entries.append(f'    {{"{name}", ocipy_frozen_{index}, {len(data)}, {package}, NULL}},')
+        entries.append(f'    {{"{name}", ocipy_frozen_{index}, {len(data)}, '
+                       f"{int(name in packages)}, NULL}},")
     lines += ["static const struct _frozen ocipy_frozen[] = {", *entries,
               "    {NULL, NULL, 0, 0, NULL},", "};", ""]
-    return "\n".join(lines)
+    return "\n".join(lines), code_c
 
 
 def _spawn_extension() -> str | None:
@@ -189,10 +249,14 @@ def _builtin_spawn() -> list[str]:
             f'-DOCI_INIT_PATH="{init}"', "-I", _NATIVE, *sources]
 
 
-def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = True) -> None:
+def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = True,
+                   package: bool | None = None, extra_code: tuple = ()) -> None:
     """Compile the embedded launcher to path (running boot instead of the
     launcher's code if given; with the spawn extension built in where its
-    sources are there, unless builtin_spawn is false); OSError or
+    sources are there, unless builtin_spawn is false; with ocipy's modules
+    as static code if package, by default when it runs the launcher's
+    code, which knows to use them, and the extra_code modules (package_code)
+    with them); OSError or
     CalledProcessError when this interpreter gives no way to (no static
     libpython, no C compiler, no launcher.c in a non-editable install)."""
     import shutil
@@ -211,8 +275,11 @@ def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = 
         raise OSError("no C compiler")
     libs = " ".join(sysconfig.get_config_var(k) or "" for k in ("MODLIBS", "LIBS", "SYSLIBS"))
     with tempfile.TemporaryDirectory(prefix="ocipy-launcher-") as tmp:
+        header, code = embedded_sources(boot, package=package, extra_code=extra_code)
         with open(os.path.join(tmp, "launcher_gen.h"), "w") as f:
-            f.write(embedded_header(boot))
+            f.write(header)
+        with open(os.path.join(tmp, "ocipy_code.c"), "w") as f:
+            f.write(code)
         out = os.path.join(tmp, "ocipy-py")
         # -no-pie: libpython.a is not position-independent code (Debian's
         # python3.11 is no PIE either, for the same speed);
@@ -222,6 +289,7 @@ def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = 
         cflags = (sysconfig.get_config_var("CFLAGS") or "").split()
         subprocess.run([cc, *cflags, "-O2", "-Wall", "-no-pie", "-o", out,
                         "-I", sysconfig.get_paths()["include"], "-I", tmp, source,
+                        os.path.join(tmp, "ocipy_code.c"),
                         *(_builtin_spawn() if builtin_spawn else []), library, *libs.split(),
                         "-Wl,--export-dynamic"],
                        check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
