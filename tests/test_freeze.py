@@ -51,10 +51,11 @@ def test_the_launcher_holds_every_module_of_the_package():
     sources = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(
         ".__init__") for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     assert set(frozen) == sources
-    for module, (name, mtime_ns, size) in frozen.items():
+    for module, (name, mtime_ns, size, package) in frozen.items():
         assert name == launcher.PACKAGE_CODE_PREFIX + module
         path = PACKAGE.parent.joinpath(*module.split("."))
-        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        assert package == path.is_dir()
+        path = path / "__init__.py" if package else path.with_suffix(".py")
         st_ = path.stat()
         assert (st_.st_mtime_ns, st_.st_size) == (mtime_ns, size)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import ocipy
-from ocipy import _pycfinder
+from ocipy import _pycfinder, launcher
 from ocipy.launcher import launcher_source
 
 
@@ -105,17 +105,64 @@ def test_the_launchers_static_code_is_used_only_for_the_source_it_was_built_from
     # the embedded launcher's table: module -> (frozen name, source mtime_ns, size)
     source = package / "plain.py"
     st = source.stat()
-    table = {"ocipy.plain": ("_ocipy_code:ocipy.plain", st.st_mtime_ns, st.st_size)}
+    table = {"ocipy.plain": ("_ocipy_code:ocipy.plain", st.st_mtime_ns, st.st_size, False)}
     spec = _pycfinder.PycFinder(frozen=table).find_spec("ocipy.plain", [str(package)])
     assert (spec.loader._static, spec.loader._data) == ("_ocipy_code:ocipy.plain", None)
     assert (spec.origin, spec.cached) == (str(source), importlib.util.cache_from_source(
         str(source)))
+    assert spec.submodule_search_locations is None
+    # a package: its directory as __path__, as the standard path gives it
+    init = package / "sub" / "__init__.py"
+    table["ocipy.sub"] = ("_ocipy_code:ocipy.sub", init.stat().st_mtime_ns, init.stat().st_size,
+                          True)
+    spec = _pycfinder.PycFinder(frozen=table).find_spec("ocipy.sub", [str(package)])
+    standard = importlib.machinery.PathFinder.find_spec("sub", [str(package)])
+    assert spec.loader._static == "_ocipy_code:ocipy.sub"
+    assert (spec.origin, spec.cached, spec.submodule_search_locations) == (
+        standard.origin, standard.cached, standard.submodule_search_locations)
     # an edit since (another mtime, or size): its .pyc, as without the table
     for changed in ((st.st_mtime_ns + 1, st.st_size), (st.st_mtime_ns, st.st_size + 1)):
-        table["ocipy.plain"] = ("_ocipy_code:ocipy.plain", *changed)
+        table["ocipy.plain"] = ("_ocipy_code:ocipy.plain", *changed, False)
         spec = _pycfinder.PycFinder(frozen=table).find_spec("ocipy.plain", [str(package)])
         assert spec.loader._static is None and spec.loader._data is not None
         assert _load(spec).VALUE == 42
+
+
+def test_a_finder_changed_since_the_build_is_given_no_static_code_table(tmp_path):
+    # the table's layout is the one of the finder built in: a finder edited
+    # since (the boot code loads it from the source) gets none, and ocipy's
+    # modules load from their .pyc, where they would fail with a table it
+    # does not read the same way
+    table = {"ocipy.cli": ("_ocipy_code:ocipy.cli", 1, 2, "a layout of another finder")}
+    source = launcher.launcher_source(embedded=True, frozen=table)
+    st = os.stat(_pycfinder.__file__)
+    assert f"{st.st_mtime_ns}, {st.st_size})" in source
+    source = source.replace(f"{st.st_mtime_ns}, {st.st_size})", f"{st.st_mtime_ns + 1}, "
+                            f"{st.st_size})").replace(
+        "from ocipy.__main__ import main\nmain()\n",
+        "import ocipy.cli\nprint(sys.meta_path[0]._frozen, type(ocipy.cli.__loader__).__name__)\n")
+    script = tmp_path / "boot.py"
+    script.write_text(source)
+    out = subprocess.run([sys.executable, "-I", "-S", str(script)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["{}", "_Loader"]
+
+
+def test_a_known_extension_module_is_loaded_from_its_file_without_a_search():
+    import _json
+
+    st = os.stat(_json.__file__)
+    known = {"_json": (_json.__file__, st.st_mtime_ns, st.st_size)}
+    finder = _pycfinder.PycFinder(extensions=known)
+    spec = finder.find_spec("_json", None)
+    standard = importlib.machinery.PathFinder.find_spec("_json")
+    assert type(spec.loader) is type(standard.loader)
+    assert (spec.name, spec.origin, spec.has_location, spec.cached, spec.parent) == (
+        standard.name, standard.origin, standard.has_location, standard.cached, standard.parent)
+    assert finder.find_spec("_json", ["/somewhere"]) is None  # a submodule search: not ours
+    # another file there since the build: left to the standard path
+    known["_json"] = (_json.__file__, st.st_mtime_ns, st.st_size + 1)
+    assert _pycfinder.PycFinder(extensions=known).find_spec("_json", None) is None
 
 
 def test_only_submodules_of_ocipy_are_its_business(package):

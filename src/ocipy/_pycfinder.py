@@ -35,7 +35,7 @@ import marshal
 import posix
 import sys
 from _frozen_importlib import BuiltinImporter, ModuleSpec
-from _frozen_importlib_external import MAGIC_NUMBER, SourceFileLoader
+from _frozen_importlib_external import MAGIC_NUMBER, ExtensionFileLoader, SourceFileLoader
 
 _PYC_LIMIT = 1 << 20  # ocipy's largest .pyc is ~60 KB; a bigger one takes the standard path
 
@@ -70,14 +70,18 @@ class PycFinder:
     holds this module); see the module doc."""
 
     def __init__(self, package_parent: str | None = None, builtins: tuple = (),
-                 frozen: dict | None = None) -> None:
+                 frozen: dict | None = None, extensions: dict | None = None) -> None:
         # where the ocipy package is, when the finder is to load it too (the
         # embedded launcher installs its frozen copy of this module first)
         self._package_parent = package_parent
         self._builtins = frozenset(builtins)
         # the embedded launcher's static code: {module: (its name in the
-        # frozen table, the source's mtime_ns and size it was built from)}
+        # frozen table, the source's mtime_ns and size it was built from,
+        # whether it is a package)}
         self._frozen = frozen or {}
+        # extension modules of the standard library the launcher knows the
+        # file of: {module: (file, its mtime_ns, its size) at the build}
+        self._extensions = extensions or {}
         self._listings: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._tag = sys.implementation.cache_tag
         self._extension_suffixes = tuple(_imp.extension_suffixes())
@@ -97,6 +101,15 @@ class PycFinder:
         return listing
 
     def find_spec(self, fullname: str, path=None, target=None) -> ModuleSpec | None:
+        extension = self._extensions.get(fullname)
+        if extension is not None:
+            if path is not None or not _unchanged(*extension):
+                return None
+            # what FileFinder makes of it, without the search
+            spec = ModuleSpec(fullname, ExtensionFileLoader(fullname, extension[0]),
+                              origin=extension[0])
+            spec.has_location = True
+            return spec
         if fullname == "ocipy":
             if path is not None or self._package_parent is None:
                 return None
@@ -110,36 +123,46 @@ class PycFinder:
         else:
             return None
         name = fullname.rpartition(".")[2]
+        static = self._frozen.get(fullname)
+        if static is not None:
+            # laid out as it was at the build (a package or a module): no
+            # listing, the source's stat is the check
+            package_dir, source, pyc = self._paths(directory, name, static[3])
+            if _unchanged(source, static[1], static[2]):
+                return _spec(_Loader(fullname, source, None, static[0]), package_dir, pyc)
         names, extensions = self._listing(directory)
         if name in extensions:
             return None
         if name in names:
-            package_dir = f"{directory}/{name}"
-            source = f"{package_dir}/__init__.py"
-            pyc = f"{package_dir}/__pycache__/__init__.{self._tag}.pyc"
+            package_dir, source, pyc = self._paths(directory, name, True)
         elif name + ".py" in names:
-            package_dir = None
-            source = f"{directory}/{name}.py"
-            pyc = f"{directory}/__pycache__/{name}.{self._tag}.pyc"
+            package_dir, source, pyc = self._paths(directory, name, False)
         else:
             return None
-        static = self._frozen.get(fullname)
-        if static is not None and _unchanged(source, static[1], static[2]):
-            loader = _Loader(fullname, source, None, static[0])
-        else:
-            data = _checked_pyc(source, pyc)
-            if data is None:
-                return None
-            loader = _Loader(fullname, source, data)
-        spec = ModuleSpec(fullname, loader, origin=source, is_package=package_dir is not None)
-        spec.has_location = True
-        spec.cached = pyc
-        if package_dir is not None:
-            spec.submodule_search_locations = [package_dir]
-        return spec
+        data = _checked_pyc(source, pyc)
+        if data is None:
+            return None
+        return _spec(_Loader(fullname, source, data), package_dir, pyc)
+
+    def _paths(self, directory: str, name: str, package: bool) -> tuple[str | None, str, str]:
+        """The package directory (None for a module), the source and the .pyc."""
+        if package:
+            package_dir = f"{directory}/{name}"
+            return package_dir, f"{package_dir}/__init__.py", \
+                f"{package_dir}/__pycache__/__init__.{self._tag}.pyc"
+        return None, f"{directory}/{name}.py", f"{directory}/__pycache__/{name}.{self._tag}.pyc"
 
     def invalidate_caches(self) -> None:
         self._listings.clear()
+
+
+def _spec(loader: _Loader, package_dir: str | None, pyc: str) -> ModuleSpec:
+    spec = ModuleSpec(loader.name, loader, origin=loader.path, is_package=package_dir is not None)
+    spec.has_location = True
+    spec.cached = pyc
+    if package_dir is not None:
+        spec.submodule_search_locations = [package_dir]
+    return spec
 
 
 def _unchanged(source: str, mtime_ns: int, size: int) -> bool:
@@ -176,12 +199,13 @@ def _checked_pyc(source: str, pyc: str) -> bytes | None:
 
 
 def install(package_parent: str | None = None, builtins: tuple = (),
-            frozen: dict | None = None) -> None:
+            frozen: dict | None = None, extensions: dict | None = None) -> None:
     """Put the finder first on sys.meta_path (the CLI launcher does, nothing
     else); with package_parent, the directory holding ocipy/, it loads the
     package itself too; builtins: the ocipy modules to take from the
     interpreter's built-in modules; frozen: the modules the embedded
-    launcher holds as static code (PycFinder.__init__)."""
+    launcher holds as static code, extensions: the extension modules whose
+    file it knows (PycFinder.__init__)."""
     if sys.flags.optimize or sys.pycache_prefix is not None:
         return  # other .pyc names: the standard path knows them
-    sys.meta_path.insert(0, PycFinder(package_parent, builtins, frozen))
+    sys.meta_path.insert(0, PycFinder(package_parent, builtins, frozen, extensions))
