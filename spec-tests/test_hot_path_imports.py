@@ -166,10 +166,15 @@ def embedded(tmp_path: Path, runtime, embedded_binary, embedded_start_up):
 
 
 def _unexpected_embedded(report: Path, start_up: set[str]) -> set[str]:
+    from ocipy import launcher
+
     modules = set(report.read_text().splitlines()[0].split())
     assert "ocipy.container" in modules, "the report names no ocipy module"
     assert "_ocipy_pycfinder" in modules and "ocipy._pycfinder" not in modules
     ours = {m for m in modules if m == "ocipy" or m.startswith("ocipy.")}
+    # the launcher copies in the static code of these at start, and leaves
+    # the rest to fault in: a module missing there is paid page by page
+    assert ours - {"ocipy._native.spawn"} <= set(launcher.HOT_MODULES)
     # Cython's module init registers its runtime (cython_runtime and the
     # shared function type's _cython_<version>): no import, no file
     cython = {m for m in modules if m == "cython_runtime" or m.startswith("_cython_")}

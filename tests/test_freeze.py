@@ -46,6 +46,21 @@ def test_equal_constants_are_written_once():
     assert code.count(".ob_digit = {1000}") == 1
 
 
+def test_the_hot_modules_objects_go_to_the_section_copied_in_at_start():
+    # what the hot module shares with a cold one stays in the hot section
+    hot = compile("A = 'shared-text'\n", "hot.py", "exec")
+    cold = compile("B = ('shared-text', 'cold-only')\n", "cold.py", "exec")
+    code, _ = _freeze.write_c([("hot", hot), ("cold", cold)], sys.hexversion, hot=1)
+    where, section = {}, None
+    for line in code.splitlines():
+        if "__attribute__((section(" in line:
+            section = line.split('section("')[1].split('"')[0]
+        for text in ("shared-text", "cold-only"):
+            if f'._data = "{text}"' in line:
+                where[text] = section
+    assert where == {"shared-text": _freeze.SECTION, "cold-only": _freeze.COLD_SECTION}
+
+
 def test_the_launcher_holds_every_module_of_the_package():
     _, frozen = launcher.package_code()
     sources = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(

@@ -30,7 +30,11 @@ import math
 import sys
 import types
 
-SECTION = "ocipy_code"  # the objects' own section (its size shows in `readelf -S`)
+# The objects' own sections: the code of the modules a create, run or exec
+# imports, and of the others (launcher.c copies in the first at start, as
+# nearly all of it is written to, and leaves the second to fault in if used)
+SECTION = "ocipy_code"
+COLD_SECTION = "ocipy_code_cold"
 _REFCNT = 999999999  # never freed: CPython's value for its static objects
 _RESUME = dis.opmap["RESUME"]
 _CO_FAST_LOCAL, _CO_FAST_CELL, _CO_FAST_FREE = 0x20, 0x40, 0x80
@@ -61,6 +65,7 @@ class Writer:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.section = SECTION  # of the module being written
         self._refs: dict[object, str] = {}
         self._alive: list[object] = []  # what the keys name by id, kept from reuse
         self._count = 0
@@ -73,7 +78,7 @@ class Writer:
         return f"ocipy_{kind}{self._count}"
 
     def _static(self, decl: str, name: str, init: list[str]) -> None:
-        self.lines.append(f"static {decl} {name} __attribute__((section(\"{SECTION}\"))) = {{")
+        self.lines.append(f"static {decl} {name} __attribute__((section(\"{self.section}\"))) = {{")
         self.lines.extend(f"    {item}," for item in init)
         self.lines.append("};")
 
@@ -310,19 +315,23 @@ def _check(obj: object) -> None:
         raise Unsupported(f"a constant of type {kind.__name__}")
 
 
-def write_c(modules: list[tuple[str, types.CodeType]], hexversion: int) -> tuple[str, list[str]]:
+def write_c(modules: list[tuple[str, types.CodeType]], hexversion: int,
+            hot: int | None = None) -> tuple[str, list[str]]:
     """C source of static code for modules ((name in the frozen table, code)
     each): the source, and the names of the modules it holds (the ones with
     a constant it has no static form for are left out).  Each module's
     `PyObject *ocipy_get_code_<i>(void)`, i its index in the names, returns
-    a new reference to its code."""
+    a new reference to its code.  The first `hot` modules (all by default)
+    go to SECTION, the others to COLD_SECTION, but for what they share
+    with the first."""
     writer = Writer()
     frozen: list[str] = []
-    for name, code in modules:
+    for position, (name, code) in enumerate(modules):
         if not supported(code):
             continue
         index = len(frozen)
         frozen.append(name)
+        writer.section = SECTION if hot is None or position < hot else COLD_SECTION
         writer.codes, writer.fixups = [], []
         top = writer.ref(code)
         lines = writer.lines

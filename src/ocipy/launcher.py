@@ -153,6 +153,20 @@ BOOT_MODULE = "_ocipy_boot"
 PACKAGE_CODE_PREFIX = "_ocipy_code:"
 
 
+# The modules of the package that create, run and exec import (checked by
+# spec-tests/test_hot_path_imports.py): their static code comes first, in a
+# section the launcher copies in whole at start (ocipy/_freeze.py); the
+# others' is left to fault in when used.
+HOT_MODULES = (
+    "ocipy", "ocipy.__main__", "ocipy._os", "ocipy.cli", "ocipy.errors", "ocipy.log",
+    "ocipy._fastjson", "ocipy.state", "ocipy.container", "ocipy.config", "ocipy.hooks",
+    "ocipy.launch", "ocipy.plan", "ocipy.mountopts", "ocipy._schema_check", "ocipy.host",
+    "ocipy.capabilities", "ocipy._record", "ocipy.cgroups", "ocipy.cgroups.paths",
+    "ocipy.cgroups.manager", "ocipy.cgroups.devices", "ocipy.cgroups.files",
+    "ocipy.cgroups.resources", "ocipy.cgroups.convert", "ocipy.cgroups.v1", "ocipy._native",
+)
+
+
 def package_code(extra: tuple = ()) -> tuple[list[tuple[str, object]], dict]:
     """ocipy's modules compiled, the ones ocipy/_freeze.py can write as static
     code: [(name in the frozen table, code)], and {module: (that name, the
@@ -180,6 +194,8 @@ def package_code(extra: tuple = ()) -> tuple[list[tuple[str, object]], dict]:
             sources.append((module, path, source, after.st_mtime_ns, after.st_size,
                             file == "__init__.py"))
     codes, table = [], {}
+    hot = {module: i for i, module in enumerate(HOT_MODULES)}
+    sources.sort(key=lambda entry: hot.get(entry[0], len(hot)))  # the hot ones first
     for module, filename, source, mtime_ns, size, package in sources:
         code = compile(source, filename, "exec", dont_inherit=True)
         if _freeze.supported(code):
@@ -232,7 +248,9 @@ def embedded_sources(boot: str | None = None, *, package: bool | None = None,
     for name, filename, source, _ in modules:
         code = compile(source, filename, "exec", dont_inherit=True)
         (start_up if _freeze.supported(code) else marshalled).append((name, code))
-    code_c, names = _freeze.write_c(start_up + static, sys.hexversion)
+    hot = len(start_up) + sum(1 for name, _ in static
+                              if name[len(PACKAGE_CODE_PREFIX):] in HOT_MODULES)
+    code_c, names = _freeze.write_c(start_up + static, sys.hexversion, hot)
     entries = []
     for index, name in enumerate(names):
         lines.append(f"PyObject *ocipy_get_code_{index}(void);")

@@ -28,8 +28,9 @@
  *   finder takes a module's code from there, through the frozen modules'
  *   table (its get_code), while the source is the one it was built from, so
  *   nothing is unmarshalled and no .pyc read (~0.8 ms of a create); the
- *   objects have a section of their own, ocipy_code, inside the data that
- *   populate_data copies in;
+ *   objects of the modules create, run and exec import have a section of
+ *   their own, ocipy_code, which populate_data copies in with the rest, and
+ *   the others' (ocipy_code_cold) is left to fault in if used;
  * - built with OCIPY_BUILTIN_SPAWN, the spawn extension (spawn.pyx, the
  *   same sources and flags as its .so) is linked in and registered as a
  *   built-in module: `create`, `run` and `exec` do not look it up and
@@ -38,7 +39,7 @@
  * - the initialised data (libpython's static objects: types, the deep-frozen
  *   code of the import system, the runtime state) is copied in with one
  *   madvise() before the interpreter starts (populate_data, below), and
- *   pymalloc's first two arenas come populated (arena_alloc).
+ *   pymalloc's first arena comes populated (arena_alloc).
  *
  * launcher_gen.h and ocipy_code.c are written at build time (launcher.py,
  * embedded_sources): OCIPY_EXECUTABLE (sys.executable: the virtualenv's
@@ -84,25 +85,48 @@ extern char __data_start[], _edata[];
  * alone: start-up touches little of it.  Only a speed-up: a kernel without
  * it (EINVAL) or any other failure leaves the pages to fault in as before.
  */
-static void populate_data(void)
+static void populate(uintptr_t start, uintptr_t end)
 {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t start = ((uintptr_t)__data_start + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)_edata + page - 1) & ~(page - 1);
 
+    start = (start + page - 1) & ~(page - 1);
+    end = (end + page - 1) & ~(page - 1);
     if (end > start)
         (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
 }
 
+/* The static code of the modules no create, run or exec imports
+ * (ocipy/_freeze.py, COLD_SECTION): left out, as most calls never touch it
+ * (~125 pages, ~0.15 ms).  The linker's bounds of the section; none in a
+ * launcher without it. */
+extern char __start_ocipy_code_cold[] __attribute__((weak));
+extern char __stop_ocipy_code_cold[] __attribute__((weak));
+
+static void populate_data(void)
+{
+    uintptr_t start = (uintptr_t)__data_start, end = (uintptr_t)_edata;
+    uintptr_t cold = (uintptr_t)__start_ocipy_code_cold;
+    uintptr_t cold_end = (uintptr_t)__stop_ocipy_code_cold;
+
+    if (start < cold && cold <= cold_end && cold_end <= end) {
+        populate(start, cold);
+        populate(cold_end, end);
+    } else {
+        populate(start, end);
+    }
+}
+
 /*
  * pymalloc's arenas (1 MiB each, where objects of up to 512 bytes live), as
- * CPython maps them (_PyObject_ArenaMmap), except that the first two are
- * populated in the same call: a create, run or exec maps two and fills
- * nearly all of them, ~500 page faults otherwise (about 200 fewer faults
- * in all, with the glibc heap's and the rest; create -0.07 to -0.17 ms
- * over three A/B runs of 80-100 rounds, peak RSS +0.15 MiB).  A third
- * arena, rarely needed, faults in as before.  Arenas are taken and given
- * back under the interpreter lock: the count needs no other.
+ * CPython maps them (_PyObject_ArenaMmap), except that the first two maps
+ * are populated in the same call: the first arena, which start-up fills,
+ * and the first 16 KB chunk of the frame stack (CPython takes those from
+ * this allocator too); ~250 page faults otherwise (create -0.07 to -0.17
+ * ms over three A/B runs of 80-100 rounds, peak RSS +0.15 MiB).  Later
+ * maps fault in as before: a create fills 11-14 of the second arena's 64
+ * pools, and populating its first quarter measured no faster.  Maps are
+ * taken and given back under the interpreter lock: the count needs no
+ * other.
  */
 #define OCIPY_POPULATED_ARENAS 2
 static int arenas_mapped;
