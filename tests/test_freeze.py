@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ocipy
+import ocipy.cli
 from ocipy import _freeze, launcher
 
 PACKAGE = Path(ocipy.__file__).resolve().parent
@@ -75,6 +76,31 @@ def test_the_launcher_holds_every_module_of_the_package():
         assert (st_.st_mtime_ns, st_.st_size) == (mtime_ns, size)
 
 
+def test_the_static_code_is_compiled_as_the_launcher_runs_it_whatever_the_builds_flags():
+    # the launcher runs at optimisation level 0: docstrings and asserts kept
+    # even when the build runs under PYTHONOPTIMIZE
+    probe = ("from ocipy import launcher\n"
+             "codes = dict(launcher.package_code()[0])\n"
+             "print(codes[launcher.PACKAGE_CODE_PREFIX + 'ocipy.cli'].co_consts[0][:5])\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, check=True, env={**os.environ, "PYTHONOPTIMIZE": "2"})
+    assert out.stdout == ocipy.cli.__doc__[:5] + "\n"
+
+
+def test_a_module_another_would_shadow_on_the_standard_path_is_left_out(tmp_path, monkeypatch):
+    package = tmp_path / "ocipy"
+    (package / "pkg").mkdir(parents=True)
+    for name in ("__init__.py", "plain.py", "ext.py", "pkg.py", "pkg/__init__.py"):
+        (package / name).write_text("X = 1\n")
+    (package / "ext.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")  # an extension wins
+    (package / "data").mkdir()  # no __init__.py: a namespace portion, which a module wins
+    (package / "data.py").write_text("Y = 2\n")
+    monkeypatch.setattr(launcher, "_PACKAGE", str(package))
+    _, table = launcher.package_code()
+    assert sorted(table) == ["ocipy", "ocipy.data", "ocipy.pkg", "ocipy.plain"]
+    assert table["ocipy.pkg"][3] is True  # the package, not pkg.py
+
+
 # Run inside a launcher holding the package's static code: each module's code
 # as the launcher has it, next to compile()'s of the same file, compared
 # recursively; then one module executed from it.
@@ -128,6 +154,28 @@ for module, (path, filename) in MODULES.items():
     # a second load is the same object, made ready once
     assert _imp.get_frozen_object(PREFIX + module) is ours
 
+# the edge cases run from their static code and from compile()'s, plainly
+# and traced (line numbers, the first traceable instruction)
+def run_edges(code):
+    namespace = {{"__name__": "edges"}}
+    exec(code, namespace)
+    events = []
+    def tracer(frame, event, arg):
+        events.append((frame.f_code.co_name, event, frame.f_lineno))
+        return tracer
+    plain = namespace["run"]()
+    sys.settrace(tracer)
+    try:
+        traced = namespace["run"]()
+    finally:
+        sys.settrace(None)
+    return repr(plain), repr(traced), events
+
+with open(MODULES["edges"][0], "rb") as f:
+    compiled = compile(f.read(), "<edges>", "exec", dont_inherit=True)
+report["edges_static"] = run_edges(_imp.get_frozen_object(PREFIX + "edges"))
+report["edges_compiled"] = run_edges(compiled)
+
 # a module run from its static code, a frozenset constant used and the
 # names interned as unmarshalling interns them
 namespace = {{"__name__": "ocipy.mountopts", "__builtins__": __builtins__}}
@@ -157,6 +205,18 @@ def f(x, *args, y=1, **kw):
 class C:
     def m(self):
         return __class__
+class D:
+    def m(self):
+        class Inner:  # __class__ both a cell of its own and D's, free
+            outer = __class__
+            def g(self):
+                return super().__init_subclass__
+        return Inner
+def run():
+    found, g = f(3, 4, y=5, z=6)
+    inner = D().m()
+    return (found, f(7)[0], g(), C().m() is C, inner.outer is D,
+            inner().g().__self__ is inner, INTS, FLOATS[1], TEXT[6], BYTES[2])
 """
 
 
@@ -200,6 +260,13 @@ def test_frozenset_constants_are_frozensets_again(static_probe):
     # `x in {...}` compiles to one; it is written as a tuple and made a
     # frozenset when the module's code is first asked for
     assert static_probe["sets"] > 0
+
+
+def test_the_edge_cases_run_from_static_code_as_from_compiled_code(static_probe):
+    plain, traced, events = static_probe["edges_static"]
+    assert [plain, traced, events] == static_probe["edges_compiled"]
+    assert plain.startswith("(True, False, (3, 5), True, True, True, (257,")
+    assert len(events) > 20
 
 
 def test_a_module_runs_from_its_static_code_with_its_names_interned(static_probe):

@@ -149,8 +149,11 @@ class Writer:
                          name, [head, f"._data = {_c_string(text.encode('ascii'))}"])
             return f"((PyObject *)&{name}._ascii.ob_base)"
         width = 1 if top < 256 else 2 if top < 65536 else 4
+        # PyUnicode_New: a string of wchar_t's width shares its data as wstr
+        shared = (f", .wstr = (wchar_t *){name}._data}}, .wstr_length = {len(text)}"
+                  if width == 4 else "}")
         head = (f"._compact = {{._base = {{.ob_base = {{{self._head('PyUnicode_Type')}}}, "
-                f".length = {len(text)}, {state.format(kind=width, ascii=0)}}}}}")
+                f".length = {len(text)}, {state.format(kind=width, ascii=0)}{shared}}}")
         points = ", ".join(str(ord(c)) for c in text)
         self._static(f"struct {{ PyCompactUnicodeObject _compact; uint{width * 8}_t "
                      f"_data[{len(text) + 1}]; }}", name, [head, f"._data = {{{points}, 0}}"])
@@ -205,13 +208,20 @@ class Writer:
         return f"((PyObject *)&{name}._object)"
 
     def _code(self, code: types.CodeType) -> str:
-        # the local variables as the compiler laid them out: its locals,
-        # then the cells that are not arguments, then the free variables
-        kinds: dict[str, int] = {}
-        for names, kind in ((code.co_varnames, _CO_FAST_LOCAL), (code.co_cellvars, _CO_FAST_CELL),
-                            (code.co_freevars, _CO_FAST_FREE)):
-            for local in names:
-                kinds[local] = kinds.get(local, 0) | kind
+        # the local variables as 3.11's compiler lays them out
+        # (compute_localsplus_info): its locals, a cell that is one of them
+        # merged into it; then the other cells; then every free variable in
+        # a slot of its own, even one named as a cell (a class body in a
+        # method, reading __class__ while its own methods use super())
+        cells = set(code.co_cellvars)
+        names = list(code.co_varnames)
+        kinds = [_CO_FAST_LOCAL | (_CO_FAST_CELL if local in cells else 0) for local in names]
+        for cell in code.co_cellvars:
+            if cell not in code.co_varnames:
+                names.append(cell)
+                kinds.append(_CO_FAST_CELL)
+        names += code.co_freevars
+        kinds += [_CO_FAST_FREE] * len(code.co_freevars)
         bytecode = code.co_code
         units = len(bytecode) // 2
         first = next((i for i in range(units) if bytecode[2 * i] == _RESUME), units)
@@ -226,13 +236,13 @@ class Writer:
             "co_kwonlyargcount": code.co_kwonlyargcount,
             "co_stacksize": code.co_stacksize,
             "co_firstlineno": code.co_firstlineno,
-            "co_nlocalsplus": len(kinds),
+            "co_nlocalsplus": len(names),
             "co_nlocals": len(code.co_varnames),
-            "co_nplaincellvars": sum(1 for k in kinds.values() if k == _CO_FAST_CELL),
+            "co_nplaincellvars": kinds.count(_CO_FAST_CELL),
             "co_ncellvars": len(code.co_cellvars),
             "co_nfreevars": len(code.co_freevars),
-            "co_localsplusnames": self.ref(tuple(kinds)),
-            "co_localspluskinds": self.ref(bytes(kinds.values())),
+            "co_localsplusnames": self.ref(tuple(names)),
+            "co_localspluskinds": self.ref(bytes(kinds)),
             "co_filename": self.ref(code.co_filename),
             "co_name": self.ref(code.co_name),
             "co_qualname": self.ref(code.co_qualname),
@@ -258,6 +268,9 @@ _PRELUDE = """\
 
 #if PY_VERSION_HEX != {hexversion:#x}
 #error "ocipy_code.c was written by another Python than these headers are of"
+#endif
+#if PYLONG_BITS_IN_DIGIT != {digit_bits} || SIZEOF_WCHAR_T != 4
+#error "ocipy_code.c was written for other int digits or another wchar_t"
 #endif
 
 struct ocipy_fixup {{
@@ -355,4 +368,5 @@ def write_c(modules: list[tuple[str, types.CodeType]], hexversion: int,
             f"    return Py_NewRef({top});",
             "}",
         ]
-    return _PRELUDE.format(hexversion=hexversion) + "\n".join(writer.lines) + "\n", frozen
+    return (_PRELUDE.format(hexversion=hexversion, digit_bits=sys.int_info.bits_per_digit)
+            + "\n".join(writer.lines) + "\n", frozen)

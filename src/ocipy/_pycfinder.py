@@ -22,7 +22,11 @@ only, does the same checks with fewer steps:
 In the embedded launcher, which holds ocipy's modules as static code
 objects (ocipy/_freeze.py), a module whose source has the mtime and size it
 was built from takes its code from there instead (_imp.get_frozen_object):
-no .pyc read, nothing unmarshalled.
+no .pyc read, nothing unmarshalled, no directory listed.  That trusts the
+package's layout at the build (launcher.py leaves out a module a package or
+an extension module of the same name shadowed then): one added since, next
+to an unchanged module, is not looked for until the launcher is rebuilt,
+which `make` does when a module is added.
 
 The loader is a SourceFileLoader whose get_code returns the code read here,
 so modules get the same __spec__, __file__, __cached__, __loader__ and

@@ -176,11 +176,19 @@ def package_code(extra: tuple = ()) -> tuple[list[tuple[str, object]], dict]:
     from ocipy import _freeze
 
     sources = [(module, f"<{module}>", source, 0, len(source), False) for module, source in extra]
+    import importlib.machinery
+
     parent = os.path.dirname(_PACKAGE)
     for directory, dirs, files in os.walk(_PACKAGE):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        # what the standard path would import instead of a module's .py: a
+        # package of the same name, or an extension module
+        shadows = {d for d in dirs if os.path.isfile(os.path.join(directory, d, "__init__.py"))}
+        shadows |= {file[:-len(suffix)] for file in files
+                               for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                               if file.endswith(suffix)}
         for file in sorted(files):
-            if not file.endswith(".py"):
+            if not file.endswith(".py") or (file != "__init__.py" and file[:-3] in shadows):
                 continue
             path = os.path.join(directory, file)
             parts = os.path.relpath(path, parent)[:-len(".py")].split(os.sep)
@@ -197,7 +205,7 @@ def package_code(extra: tuple = ()) -> tuple[list[tuple[str, object]], dict]:
     hot = {module: i for i, module in enumerate(HOT_MODULES)}
     sources.sort(key=lambda entry: hot.get(entry[0], len(hot)))  # the hot ones first
     for module, filename, source, mtime_ns, size, package in sources:
-        code = compile(source, filename, "exec", dont_inherit=True)
+        code = compile(source, filename, "exec", dont_inherit=True, optimize=0)
         if _freeze.supported(code):
             codes.append((PACKAGE_CODE_PREFIX + module, code))
             table[module] = (PACKAGE_CODE_PREFIX + module, mtime_ns, size, package)
@@ -246,7 +254,7 @@ def embedded_sources(boot: str | None = None, *, package: bool | None = None,
     packages = {name for name, _, _, is_package in modules if is_package}
     start_up, marshalled = [], []
     for name, filename, source, _ in modules:
-        code = compile(source, filename, "exec", dont_inherit=True)
+        code = compile(source, filename, "exec", dont_inherit=True, optimize=0)
         (start_up if _freeze.supported(code) else marshalled).append((name, code))
     hot = len(start_up) + sum(1 for name, _ in static
                               if name[len(PACKAGE_CODE_PREFIX):] in HOT_MODULES)
