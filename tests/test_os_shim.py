@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -80,6 +81,18 @@ def test_walk_is_os_walks_top_down_and_does_not_follow_links(tmp_path):
     (tmp_path / "c" / "up").symlink_to(tmp_path)
     assert list(_os.walk(tmp_path)) == list(os.walk(tmp_path))
     assert list(_os.walk(tmp_path / "missing")) == []
+
+
+def test_read_file_reads_to_the_end_past_short_reads(tmp_path):
+    # a file of several 64 KiB chunks, and mountinfo, a seq_file whose reads
+    # come back short before its end once it outgrows one chunk
+    big = tmp_path / "big"
+    big.write_bytes(bytes(range(256)) * 1000 + b"end")
+    assert _os.read_file(big) == big.read_bytes()
+    with open("/proc/self/mountinfo", "rb") as f:
+        assert _os.read_file("/proc/self/mountinfo") == f.read()
+    with pytest.raises(FileNotFoundError):
+        _os.read_file(tmp_path / "missing")
 
 
 def test_environ_pop_reaches_the_children():

@@ -146,6 +146,23 @@ def _posixpath():
     return posixpath
 
 
+# -------------------------------------------------------------------- files
+
+def read_file(name) -> bytes:
+    """The whole of a file, read with open/read/close: no io object and its
+    fstat, ioctl and lseek calls (what /proc and cgroup files cost through
+    open() on every create).  Read until end of file: a short read of a
+    seq_file such as mountinfo is not its end."""
+    fd = _open(name, O_RDONLY | _O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        _close(fd)
+    return b"".join(chunks)
+
+
 # -------------------------------------------------------------------- trees
 
 def makedirs(name, mode: int = 0o777, exist_ok: bool = False) -> None:

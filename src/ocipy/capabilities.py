@@ -79,8 +79,9 @@ def last_cap() -> int:
     global _last_cap
     if _last_cap is None:  # read once: a create asks for each of the five sets
         try:
-            with open(_CAP_LAST_CAP, "rb") as f:
-                _last_cap = int(f.read().strip())
+            from ocipy._os import read_file
+
+            _last_cap = int(read_file(_CAP_LAST_CAP).strip())
         except (OSError, ValueError):
             return MAX_KNOWN_CAP
     return _last_cap

@@ -69,8 +69,11 @@ def _read_regular_file(path: str) -> bytes:
             raise ConfigError("", "config.json: not a regular file")
         if st.st_size > MAX_CONFIG_BYTES:
             raise ConfigError("", f"config.json: larger than {MAX_CONFIG_BYTES >> 20} MiB")
+        # its size and a byte more, at least a page (a file that grows
+        # meanwhile, or says 0 as /proc's do): no 1 MiB buffer mapped for
+        # each read of a few KB
         chunks = []
-        while chunk := os.read(fd, 1 << 20):
+        while chunk := os.read(fd, max(st.st_size + 1, 4096)):
             chunks.append(chunk)
         return b"".join(chunks)
     finally:

@@ -195,5 +195,5 @@ def v2_dir(mountpoint: str, mount_root: str, own: dict[str, str], inner: str, ab
 
 
 def read_proc(name: str) -> str:
-    with open(os.path.join("/proc/self", name)) as f:
-        return f.read()
+    """/proc/self/<name>, paths in it decoded as the os module decodes them."""
+    return os.read_file(os.path.join("/proc/self", name)).decode("utf-8", "surrogateescape")
