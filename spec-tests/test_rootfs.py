@@ -267,3 +267,23 @@ def test_readonly_paths_refuse_writes(runtime, bundle, util):
     mounts = util.parse_mountinfo("\n".join(lines[2:]))
     assert _mount_at(mounts, "/home")["options"][0] == "ro"
     assert _mount_at(mounts, "/proc/sys")["options"][0] == "ro"
+
+
+# ---- the host's mount table --------------------------------------------------
+
+@pytest.mark.ocipy_only
+def test_a_host_mount_path_in_no_encoding_does_not_stop_a_create(runtime, bundle, tmp_path):
+    # mountinfo holds every mount's path as bytes, escaping only space, tab,
+    # newline and backslash: a path that is not UTF-8, or holds a vertical
+    # tab or a carriage return, must not stop the planner reading it for the
+    # cgroup mount
+    odd = os.fsencode(tmp_path) + b"/caf\xe9 \x0bvt\rcr\\bs"
+    os.mkdir(odd)
+    subprocess.run([b"mount", b"-t", b"tmpfs", b"tmpfs", odd], check=True, timeout=30)
+    try:
+        bundle.add_mount("/sys/fs/cgroup", "cgroup", "cgroup",
+                         ["nosuid", "noexec", "nodev", "relatime", "ro"])
+        out = runtime.run_ok(bundle, "ls /sys/fs/cgroup")
+        assert "memory" in out.split() or "cgroup.controllers" in out.split()
+    finally:
+        subprocess.run([b"umount", odd], check=True, timeout=30)

@@ -51,6 +51,25 @@ NESTED_MOUNTINFO = """\
 """
 
 
+def test_mountinfo_paths_come_back_as_the_kernels_bytes():
+    # the kernel octal-escapes space, tab, newline and backslash and leaves
+    # every other byte: UTF-8, bytes of no encoding, other whitespace
+    import os
+
+    raw = (b"50 31 0:40 /caf\xc3\xa9\\040x /mnt/a\\134b\\011c\x0bd\xe9 rw - cgroup cgroup rw,pids\n"
+           b"51 31 0:41 / /mnt/r\rs\x1ct rw - cgroup2 cgroup2 rw\n")
+    mounts = paths.parse_mountinfo(os.fsdecode(raw))
+    assert [(m.root, m.mountpoint) for m in mounts] == [
+        (os.fsdecode(b"/caf\xc3\xa9 x"), os.fsdecode(b"/mnt/a\\b\tc\x0bd\xe9")),
+        ("/", "/mnt/r\rs\x1ct")]
+    assert mounts[0].controllers == ("pids",)
+
+
+def test_proc_cgroup_lines_end_at_newlines_only():
+    assert paths.parse_proc_cgroup("4:memory:/a\x0bb\rc\n0::/d\x1ce\n") == {
+        "memory": "/a\x0bb\rc", "": "/d\x1ce"}
+
+
 def test_mountinfo_lists_cgroup_mounts_with_their_controllers():
     mounts = paths.parse_mountinfo(HYBRID_MOUNTINFO)
     assert [m.mountpoint for m in mounts] == [

@@ -301,10 +301,13 @@ static int ocipy_ready(PyCodeObject *const *codes, size_t ncodes,
     for (size_t i = 0; i < ncodes; i++) {{
         PyObject *names = codes[i]->co_names;
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(names); j++) {{
-            PyObject *name = PyTuple_GET_ITEM(names, j);
-            /* as intern_strings does: the tuple's reference handed over */
+            PyObject *name = PyTuple_GET_ITEM(names, j), *was = name;
+            /* as intern_strings does: the tuple's reference handed over;
+             * written back only if another string is now the one (the
+             * tuple's page stays untouched otherwise) */
             PyUnicode_InternInPlace(&name);
-            PyTuple_SET_ITEM(names, j, name);
+            if (name != was)
+                PyTuple_SET_ITEM(names, j, name);
         }}
     }}
     return 0;

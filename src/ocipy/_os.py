@@ -148,6 +148,20 @@ def _posixpath():
 
 # -------------------------------------------------------------------- files
 
+def fsdecode(data: bytes) -> str:
+    """os.fsdecode for bytes: the file system's encoding and error handler."""
+    import sys
+
+    return data.decode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
+def fsencode(text: str) -> bytes:
+    """os.fsencode for str."""
+    import sys
+
+    return text.encode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+
+
 def read_file(name) -> bytes:
     """The whole of a file, read with open/read/close: no io object and its
     fstat, ioctl and lseek calls (what /proc and cgroup files cost through

@@ -243,13 +243,13 @@ def _keep_default_parent(cgroup) -> list[str]:
 
 def _top_mount(path: str) -> int:
     """The id of the topmost mount at path in our mount namespace, 0 if none."""
-    escaped = path.replace("\\", "\\134").replace(" ", "\\040").replace("\n", "\\012")
+    from ocipy.cgroups.paths import read_proc, unescape
+
     top = 0
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split(" ", 5)
-            if fields[4] == escaped:
-                top = int(fields[0])
+    for line in read_proc("mountinfo").split("\n"):
+        fields = line.split(" ", 5)
+        if len(fields) > 4 and unescape(fields[4]) == path:
+            top = int(fields[0])
     return top
 
 

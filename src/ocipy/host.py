@@ -16,14 +16,15 @@ def cgroup_layout() -> str:
 
 def cgroup_mounts() -> list[tuple[str, str, str]]:
     """(mount point, fs type, super options) of every cgroup/cgroup2 mount we can see."""
+    from ocipy.cgroups.paths import read_proc, unescape
+
     found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = right.split()
-            if len(fields) < 3 or fields[0] not in ("cgroup", "cgroup2"):
-                continue
-            found.append((left.split()[4], fields[0], fields[2]))
+    for line in read_proc("mountinfo").split("\n"):
+        left, _, right = line.partition(" - ")
+        fields, mount = right.split(" "), left.split(" ")
+        if len(fields) < 3 or fields[0] not in ("cgroup", "cgroup2") or len(mount) < 5:
+            continue
+        found.append((unescape(mount[4]), fields[0], fields[2]))
     return found
 
 

@@ -36,32 +36,47 @@ Mount = record("Mount", "mountpoint root fstype controllers")
 def parse_mountinfo(text: str) -> list[Mount]:
     """The cgroup and cgroup2 mounts of a /proc/<pid>/mountinfo text, in order."""
     mounts = []
-    for line in text.splitlines():
+    # one mount per "\n"-ended line, its fields separated by single spaces:
+    # the kernel escapes only space, tab, newline and backslash in a path,
+    # which may hold any other whitespace
+    for line in text.split("\n"):
         left, sep, right = line.partition(" - ")
         if not sep:
             continue
-        fields, extra = left.split(), right.split()
+        fields, extra = left.split(" "), right.split(" ")
         if len(fields) < 5 or len(extra) < 3 or extra[0] not in ("cgroup", "cgroup2"):
             continue
         controllers: tuple[str, ...] = ()
         if extra[0] == "cgroup":
             controllers = tuple(o for o in extra[2].split(",")
                                 if o not in _V1_OPTIONS and not o.startswith("release_agent="))
-        mounts.append(Mount(_unescape(fields[4]), _unescape(fields[3]), extra[0], controllers))
+        mounts.append(Mount(unescape(fields[4]), unescape(fields[3]), extra[0], controllers))
     return mounts
 
 
-def _unescape(field: str) -> str:
-    # mountinfo octal-escapes space, tab, newline and backslash
+def unescape(field: str) -> str:
+    """A mountinfo path with its octal escapes (\\040 for a space, \\134 for
+    a backslash, ...) made bytes again: on the path's own bytes, so that a
+    name in UTF-8 or in no encoding at all comes back as it is (read_proc
+    decoded them as os.fsdecode does)."""
     if "\\" not in field:
         return field
-    return field.encode().decode("unicode_escape")
+    first, *rest = os.fsencode(field).split(b"\\")
+    out = bytearray(first)
+    for part in rest:
+        code = part[:3]
+        if len(code) == 3 and all(48 <= c <= 55 for c in code):  # 0-7
+            out.append(int(code, 8) & 0xFF)
+            out += part[3:]
+        else:
+            out += b"\\" + part
+    return os.fsdecode(bytes(out))
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:
     """/proc/<pid>/cgroup -> {controller: path}; the v2 entry ("0::/...") is under ""."""
     found = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -196,4 +211,4 @@ def v2_dir(mountpoint: str, mount_root: str, own: dict[str, str], inner: str, ab
 
 def read_proc(name: str) -> str:
     """/proc/self/<name>, paths in it decoded as the os module decodes them."""
-    return os.read_file(os.path.join("/proc/self", name)).decode("utf-8", "surrogateescape")
+    return os.fsdecode(os.read_file(os.path.join("/proc/self", name)))
