@@ -101,6 +101,28 @@ def test_a_module_another_would_shadow_on_the_standard_path_is_left_out(tmp_path
     assert table["ocipy.pkg"][3] is True  # the package, not pkg.py
 
 
+def test_without_static_code_the_start_up_modules_are_marshalled_in():
+    # what a Python whose layout _freeze does not write gets (and the
+    # fallback of a build whose static code fails to compile)
+    header, code = launcher.embedded_sources(static=False)
+    assert "ocipy_get_code_" not in header and "ocipy_get_code_" not in code
+    for name in launcher.FROZEN:
+        assert f'{{"{name}", ocipy_frozen_' in header
+    assert _freeze.available() == (sys.version_info[:2] == (3, 11))
+
+
+def test_a_build_whose_static_code_does_not_compile_falls_back_to_none(tmp_path, monkeypatch,
+                                                                          capsys):
+    monkeypatch.setattr(_freeze, "write_c",
+                        lambda modules, hexversion, hot=None: ("#error broken on purpose\n", []))
+    binary = tmp_path / "probe"
+    launcher.build_embedded(str(binary), boot="import encodings\nprint(encodings.__name__)\n",
+                            builtin_spawn=False)
+    out = subprocess.run([str(binary)], capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout == "encodings\n"
+    assert "built without static code (" in capsys.readouterr().err
+
+
 # Run inside a launcher holding the package's static code: each module's code
 # as the launcher has it, next to compile()'s of the same file, compared
 # recursively; then one module executed from it.

@@ -36,8 +36,16 @@ import types
 SECTION = "ocipy_code"
 COLD_SECTION = "ocipy_code_cold"
 _REFCNT = 999999999  # never freed: CPython's value for its static objects
-_RESUME = dis.opmap["RESUME"]
+# the CPython whose object layouts this writes (3.11's code objects, strings
+# with wstr, ...): another one gets no static code (available)
+LAYOUT = (3, 11)
+_RESUME = dis.opmap.get("RESUME", -1)
 _CO_FAST_LOCAL, _CO_FAST_CELL, _CO_FAST_FREE = 0x20, 0x40, 0x80
+
+
+def available() -> bool:
+    """Whether this interpreter is one whose objects this module can write."""
+    return sys.version_info[:2] == LAYOUT
 
 
 class Unsupported(Exception):

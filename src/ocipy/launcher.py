@@ -213,19 +213,22 @@ def package_code(extra: tuple = ()) -> tuple[list[tuple[str, object]], dict]:
 
 
 def embedded_sources(boot: str | None = None, *, package: bool | None = None,
-                     extra_code: tuple = ()) -> tuple[str, str]:
+                     extra_code: tuple = (), static: bool = True) -> tuple[str, str]:
     """launcher_gen.h and ocipy_code.c for src/ocipy/_native/launcher.c (see
     there).  boot: other code than the launcher's (the tests' probes);
     package: ocipy's modules as static code too (package_code), by default
     with the launcher's code, which knows to use them; extra_code: more of
-    them (package_code)."""
+    them (package_code).  Without static (or on a Python whose layout
+    ocipy/_freeze.py does not write), no static code at all: the start-up
+    modules are marshalled into the launcher and ocipy's load from .pyc."""
     import importlib.util
     import marshal
 
     from ocipy import _freeze
 
-    static, table = package_code(extra_code) if package or (
-        package is None and boot is None) else ([], {})
+    static = static and _freeze.available()
+    static_code, table = package_code(extra_code) if static and (package or (
+        package is None and boot is None)) else ([], {})
     if boot is None:
         boot = launcher_source(embedded=True, frozen=table)
     lines = [
@@ -255,10 +258,13 @@ def embedded_sources(boot: str | None = None, *, package: bool | None = None,
     start_up, marshalled = [], []
     for name, filename, source, _ in modules:
         code = compile(source, filename, "exec", dont_inherit=True, optimize=0)
-        (start_up if _freeze.supported(code) else marshalled).append((name, code))
-    hot = len(start_up) + sum(1 for name, _ in static
+        (start_up if static and _freeze.supported(code) else marshalled).append((name, code))
+    hot = len(start_up) + sum(1 for name, _ in static_code
                               if name[len(PACKAGE_CODE_PREFIX):] in HOT_MODULES)
-    code_c, names = _freeze.write_c(start_up + static, sys.hexversion, hot)
+    if static:
+        code_c, names = _freeze.write_c(start_up + static_code, sys.hexversion, hot)
+    else:
+        code_c, names = "/* no static code: see ocipy/launcher.py, embedded_sources */\n", []
     entries = []
     for index, name in enumerate(names):
         lines.append(f"PyObject *ocipy_get_code_{index}(void);")
@@ -328,28 +334,42 @@ def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = 
     if cc is None:
         raise OSError("no C compiler")
     libs = " ".join(sysconfig.get_config_var(k) or "" for k in ("MODLIBS", "LIBS", "SYSLIBS"))
+    # Python's own CFLAGS (-DNDEBUG, -fwrapv, ...), as the extension modules
+    # are built, then ours
+    cflags = (sysconfig.get_config_var("CFLAGS") or "").split()
     with tempfile.TemporaryDirectory(prefix="ocipy-launcher-") as tmp:
-        header, code = embedded_sources(boot, package=package, extra_code=extra_code)
-        with open(os.path.join(tmp, "launcher_gen.h"), "w") as f:
-            f.write(header)
-        with open(os.path.join(tmp, "ocipy_code.c"), "w") as f:
-            f.write(code)
         out = os.path.join(tmp, "ocipy-py")
-        # -no-pie: libpython.a is not position-independent code (Debian's
-        # python3.11 is no PIE either, for the same speed);
-        # -export-dynamic: extension modules link against its symbols
-        # Python's own CFLAGS (-DNDEBUG, -fwrapv, ...), as the extension
-        # modules are built, then ours
-        cflags = (sysconfig.get_config_var("CFLAGS") or "").split()
-        subprocess.run([cc, *cflags, "-O2", "-Wall", "-no-pie", "-o", out,
-                        "-I", sysconfig.get_paths()["include"], "-I", tmp, source,
-                        os.path.join(tmp, "ocipy_code.c"),
-                        *(_builtin_spawn() if builtin_spawn else []), library, *libs.split(),
-                        "-Wl,--export-dynamic",
-                        # every symbol bound at start-up: no lazy-binding trampoline per
-                        # first call (-0.1 ms of a create here)
-                        "-Wl,-z,now"],
-                       check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def compile_launcher(static: bool) -> None:
+            header, code = embedded_sources(boot, package=package, extra_code=extra_code,
+                                            static=static)
+            with open(os.path.join(tmp, "launcher_gen.h"), "w") as f:
+                f.write(header)
+            with open(os.path.join(tmp, "ocipy_code.c"), "w") as f:
+                f.write(code)
+            # -no-pie: libpython.a is not position-independent code (Debian's
+            # python3.11 is no PIE either, for the same speed);
+            # -export-dynamic: extension modules link against its symbols
+            subprocess.run([cc, *cflags, "-O2", "-Wall", "-no-pie", "-o", out,
+                            "-I", sysconfig.get_paths()["include"], "-I", tmp, source,
+                            os.path.join(tmp, "ocipy_code.c"),
+                            *(_builtin_spawn() if builtin_spawn else []), library,
+                            *libs.split(), "-Wl,--export-dynamic",
+                            # every symbol bound at start-up: no lazy-binding
+                            # trampoline per first call (-0.1 ms of a create here)
+                            "-Wl,-z,now"],
+                           check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        try:
+            compile_launcher(static=True)
+        except subprocess.CalledProcessError as exc:
+            # the static code relies on CPython's internal layouts: headers
+            # that differ from what ocipy/_freeze.py writes cost it, not the
+            # launcher
+            why = exc.output.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+            print(f"ocipy.launcher: the launcher is built without static code ({why[0]})",
+                  file=sys.stderr)
+            compile_launcher(static=False)
         os.chmod(out, 0o755)
         shutil.move(out, f"{path}.tmp")
     os.replace(f"{path}.tmp", path)
