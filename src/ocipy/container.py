@@ -243,11 +243,10 @@ def _keep_default_parent(cgroup) -> list[str]:
 
 def _top_mount(path: str) -> int:
     """The id of the topmost mount at path in our mount namespace, 0 if none."""
-    from ocipy.cgroups.paths import read_proc, unescape
+    from ocipy.cgroups.paths import mountinfo_fields, read_proc, unescape
 
     top = 0
-    for line in read_proc("mountinfo").split("\n"):
-        fields = line.split(" ", 5)
+    for fields, _ in mountinfo_fields(read_proc("mountinfo")):
         if len(fields) > 4 and unescape(fields[4]) == path:
             top = int(fields[0])
     return top

@@ -16,12 +16,10 @@ def cgroup_layout() -> str:
 
 def cgroup_mounts() -> list[tuple[str, str, str]]:
     """(mount point, fs type, super options) of every cgroup/cgroup2 mount we can see."""
-    from ocipy.cgroups.paths import read_proc, unescape
+    from ocipy.cgroups.paths import mountinfo_fields, read_proc, unescape
 
     found = []
-    for line in read_proc("mountinfo").split("\n"):
-        left, _, right = line.partition(" - ")
-        fields, mount = right.split(" "), left.split(" ")
+    for mount, fields in mountinfo_fields(read_proc("mountinfo")):
         if len(fields) < 3 or fields[0] not in ("cgroup", "cgroup2") or len(mount) < 5:
             continue
         found.append((unescape(mount[4]), fields[0], fields[2]))

@@ -25,16 +25,17 @@ def _cgroup2_unified() -> bool:
     which asks statfs(2) for CGROUP2_SUPER_MAGIC; the stdlib has no statfs, so
     read the filesystem type from mountinfo).  The last mount on the path is
     the visible one."""
-    fstype = None
+    from ocipy._os import fsdecode, read_file
+    from ocipy.cgroups.paths import mountinfo_fields, unescape
+
     try:
-        with open(_MOUNTINFO, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                # mountinfo: id parent dev root mountpoint opts [tags...] - fstype ...
-                if len(fields) > 7 and fields[4] == _CGROUP_ROOT and "-" in fields[6:]:
-                    fstype = fields[fields.index("-", 6) + 1]
+        text = fsdecode(read_file(_MOUNTINFO))
     except OSError:
         return os.path.exists(os.path.join(_CGROUP_ROOT, "cgroup.controllers"))
+    fstype = None
+    for fields, extra in mountinfo_fields(text):
+        if len(fields) > 4 and extra and unescape(fields[4]) == _CGROUP_ROOT:
+            fstype = extra[0]
     return fstype == "cgroup2"
 
 

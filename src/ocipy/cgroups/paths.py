@@ -33,17 +33,23 @@ _V1_OPTIONS = {"rw", "ro", "clone_children", "noprefix", "xattr", "cpuset_v2_mod
 Mount = record("Mount", "mountpoint root fstype controllers")
 
 
+def mountinfo_fields(text: str):
+    """Each mount of a /proc/<pid>/mountinfo text, in order: its fields
+    before the " - " separator (id, parent, dev, root, mount point, ...) and
+    after it (fs type, source, super options), paths still escaped
+    (unescape).  One mount per "\n"-ended line, fields separated by single
+    spaces: the kernel escapes only space, tab, newline and backslash in a
+    path, which may hold any other whitespace."""
+    for line in text.split("\n"):
+        left, sep, right = line.partition(" - ")
+        if sep:
+            yield left.split(" "), right.split(" ")
+
+
 def parse_mountinfo(text: str) -> list[Mount]:
     """The cgroup and cgroup2 mounts of a /proc/<pid>/mountinfo text, in order."""
     mounts = []
-    # one mount per "\n"-ended line, its fields separated by single spaces:
-    # the kernel escapes only space, tab, newline and backslash in a path,
-    # which may hold any other whitespace
-    for line in text.split("\n"):
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields, extra = left.split(" "), right.split(" ")
+    for fields, extra in mountinfo_fields(text):
         if len(fields) < 5 or len(extra) < 3 or extra[0] not in ("cgroup", "cgroup2"):
             continue
         controllers: tuple[str, ...] = ()
