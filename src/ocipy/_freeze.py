@@ -120,9 +120,9 @@ class Writer:
                 self._alive.append(obj)
                 return (tuple, id(obj))
             return (tuple, tuple(self._key(item) for item in obj))
-        if kind in (str, bytes, int):
+        if kind in (str, bytes, int, bool) or obj is None or obj is Ellipsis:
             return (kind, obj)
-        self._alive.append(obj)  # code objects, None, Ellipsis, bools
+        self._alive.append(obj)  # code objects
         return (kind, id(obj))
 
     def _write(self, obj: object) -> str:

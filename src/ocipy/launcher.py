@@ -173,11 +173,11 @@ def package_code(extra: tuple = ()) -> tuple[list[tuple[str, object]], dict]:
     source's mtime_ns, its size, whether it is a package)}, what
     ocipy/_pycfinder.py checks before using it; extra: more modules, (name,
     source) each (the tests' cases)."""
+    import importlib.machinery
+
     from ocipy import _freeze
 
     sources = [(module, f"<{module}>", source, 0, len(source), False) for module, source in extra]
-    import importlib.machinery
-
     parent = os.path.dirname(_PACKAGE)
     for directory, dirs, files in os.walk(_PACKAGE):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
@@ -185,8 +185,7 @@ def package_code(extra: tuple = ()) -> tuple[list[tuple[str, object]], dict]:
         # package of the same name, or an extension module
         shadows = {d for d in dirs if os.path.isfile(os.path.join(directory, d, "__init__.py"))}
         shadows |= {file[:-len(suffix)] for file in files
-                               for suffix in importlib.machinery.EXTENSION_SUFFIXES
-                               if file.endswith(suffix)}
+                    for suffix in importlib.machinery.EXTENSION_SUFFIXES if file.endswith(suffix)}
         for file in sorted(files):
             if not file.endswith(".py") or (file != "__init__.py" and file[:-3] in shadows):
                 continue
@@ -366,13 +365,21 @@ def build_embedded(path: str, boot: str | None = None, *, builtin_spawn: bool = 
             # the static code relies on CPython's internal layouts: headers
             # that differ from what ocipy/_freeze.py writes cost it, not the
             # launcher
-            why = exc.output.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-            print(f"ocipy.launcher: the launcher is built without static code ({why[0]})",
+            print(f"ocipy.launcher: the launcher is built without static code ({_why(exc)})",
                   file=sys.stderr)
             compile_launcher(static=False)
         os.chmod(out, 0o755)
         shutil.move(out, f"{path}.tmp")
     os.replace(f"{path}.tmp", path)
+
+
+def _why(exc: Exception) -> str:
+    """A failed build in one line: the compiler's last line of output, or
+    the error itself."""
+    output = getattr(exc, "output", None)
+    if output and isinstance(output, bytes):
+        return (output.decode(errors="replace").strip().splitlines()[-1:] or ["?"])[0]
+    return str(exc)
 
 
 def install(path: str, *, script: bool = False) -> str:
@@ -386,11 +393,7 @@ def install(path: str, *, script: bool = False) -> str:
             build_embedded(path)
             return "embedded"
         except (OSError, subprocess.CalledProcessError) as exc:
-            why = getattr(exc, "output", None) or exc
-            if isinstance(why, bytes):
-                why = why.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-                why = why[0]
-            print(f"ocipy.launcher: the embedded launcher was not built ({why}); "
+            print(f"ocipy.launcher: the embedded launcher was not built ({_why(exc)}); "
                   "installing the script launcher", file=sys.stderr)
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
